@@ -1,0 +1,394 @@
+"""The fork server of :mod:`mucode.sandbox`: one fresh child per job, limits, cleanup. Stdlib only.
+
+``mucode.sandbox`` starts this file as a script, usually inside a bubblewrap namespace, next to
+``_checker.py``::
+
+    python -S -s -B _harness.py '{"memory_mb": 4096, "workdir": "/tmp", ...}'
+
+It answers one length-prefixed JSON job on stdin with one message of *facts* on stdout: whether the
+top level loaded, each test's outcome in order, which limit was hit, how the child ended.
+``mucode.sandbox.verdict`` turns facts into a status; nothing here decides one.
+
+Per job the server forks a child from its pre-imported state (``_PRELOAD``, garbage collector
+frozen). The child starts a new session, points stdin at /dev/null and stdout/stderr at a memfd,
+closes every other descriptor, caps address space, CPU seconds, file size and (as a dropped uid)
+processes, drops to the server's random unprivileged uid when the server is root, sets
+no-new-privs and a parent-death signal, replaces its environment, and hands over to
+``_checker.run_tests``. The server reads the child's report lines as they come (so a later hang
+does not lose earlier results), kills the child's process group at the deadline, then sweeps:
+every process the job left behind is killed — the whole PID namespace under bubblewrap, every
+process of the job's uid when root, the process group and reparented orphans otherwise (the server
+is a child subreaper) — and reaped before the next job starts. A self-test job at start proves the
+whole path works before the server says it is ready.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import gc
+import json
+import os
+import random
+import resource
+import select
+import shutil
+import signal
+import struct
+import sys
+import time
+
+if __package__:
+    from mucode import _checker
+else:  # run as a script inside the sandbox, beside _checker.py
+    import _checker
+
+HEADER = struct.Struct(">I")
+MAX_MESSAGE = 1 << 30
+_MAX_CHANNEL_BYTES = 8 << 20
+_PR_SET_PDEATHSIG, _PR_SET_CHILD_SUBREAPER, _PR_SET_NO_NEW_PRIVS = 1, 36, 38
+_CLONE_NEWUSER, _CLONE_NEWNET = 0x10000000, 0x40000000
+_PRELOAD = (  # what generated code commonly imports; without bubblewrap, as a dropped uid, an
+    # interpreter under a private home (pyenv in /root) can import nothing else
+    "abc array base64 binascii bisect calendar cmath collections collections.abc contextlib copy "
+    "csv dataclasses datetime decimal difflib enum fnmatch fractions functools glob hashlib heapq "
+    "io itertools json math numbers operator pathlib pprint queue random re secrets select "
+    "shutil socket statistics string struct subprocess tempfile textwrap threading time typing "
+    "unicodedata uuid weakref zlib"
+).split()
+_exit = os._exit  # captured: a program may replace os._exit before the child exits
+
+
+# ---------------------------------------------------------------- framing (both sides use these)
+def send_message(fd: int, obj: dict) -> None:
+    """Write one length-prefixed JSON message to a file descriptor."""
+    data = json.dumps(obj).encode()
+    view = memoryview(HEADER.pack(len(data)) + data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
+def recv_message(fd: int) -> dict | None:
+    """Read one length-prefixed JSON message; None at end of stream."""
+    head = _read_exact(fd, HEADER.size)
+    if head is None:
+        return None
+    (size,) = HEADER.unpack(head)
+    if size > MAX_MESSAGE:
+        raise ValueError(f"message of {size} bytes is over the {MAX_MESSAGE} limit")
+    body = _read_exact(fd, size)
+    if body is None:
+        return None
+    return json.loads(body)
+
+
+def _read_exact(fd: int, size: int) -> bytes | None:
+    chunks, left = [], size
+    while left:
+        chunk = os.read(fd, min(left, 1 << 20))
+        if not chunk:
+            return None
+        chunks.append(chunk)
+        left -= len(chunk)
+    return b"".join(chunks)
+
+def enter_child(cfg: dict, job: dict, workdir: str, out_fd: int, keep: tuple, uid) -> None:
+    """In the forked child: new session, fds, limits, privileges, environment."""
+    os.setsid()
+    null = os.open(os.devnull, os.O_RDWR)
+    os.dup2(null, 0)
+    os.dup2(out_fd, 1)
+    os.dup2(out_fd, 2)
+    lo, hi = min(keep), max(keep)
+    os.closerange(3, lo)
+    os.closerange(lo + 1, hi)
+    os.closerange(hi + 1, 1 << 16)
+    os.chdir(workdir)
+    cpu = int(job["timeout_s"]) + 1
+    for which, value in ((resource.RLIMIT_AS, cfg["memory_mb"] << 20),
+                         (resource.RLIMIT_CPU, cpu), (resource.RLIMIT_CORE, 0),
+                         (resource.RLIMIT_FSIZE, cfg["max_output_bytes"])):
+        resource.setrlimit(which, (value, value))
+    if uid is not None:
+        resource.setrlimit(resource.RLIMIT_NPROC, (cfg["max_processes"],) * 2)
+        os.setgroups([])
+        os.setresgid(uid, uid, uid)
+        os.setresuid(uid, uid, uid)
+    signal.signal(signal.SIGXFSZ, signal.SIG_DFL)  # Python ignores it; we want the kill
+    _prctl(_PR_SET_NO_NEW_PRIVS, 1)
+    _prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    os.environ.clear()
+    os.environ.update(PATH="/usr/local/bin:/usr/bin:/bin", HOME=workdir, TMPDIR=workdir,
+                      LANG="C.UTF-8")
+    sys.argv[:] = ["program"]
+    sys.path[:] = [p for p in sys.path if p != os.path.dirname(os.path.abspath(__file__))]
+    random.seed(0)
+
+
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+def _prctl(option: int, value: int) -> None:
+    if _libc.prctl(option, value, 0, 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), f"prctl({option}) failed")
+
+
+# ---------------------------------------------------------------- the server
+class _Reader:
+    """Parses the child's report lines; any line without the nonce or out of order is tampering."""
+
+    def __init__(self, nonce: str, n_tests: int):
+        self.nonce, self.n_tests = nonce.encode(), n_tests
+        self.buffer, self.total = b"", 0
+        self.facts = {"loaded": False, "load_error": None, "load_memory": False, "results": [],
+                      "done": False, "tampered": False}
+
+    def feed(self, data: bytes) -> None:
+        """Consume bytes read from the channel."""
+        self.total += len(data)
+        if self.total > _MAX_CHANNEL_BYTES:
+            self.facts["tampered"] = True
+            return
+        self.buffer += data
+        *lines, self.buffer = self.buffer.split(b"\n")
+        for line in lines:
+            if not self.facts["tampered"]:
+                self.facts["tampered"] = not self._line(line)
+
+    def _line(self, line: bytes) -> bool:
+        parts = line.split(b" ")
+        if len(parts) != 5 or parts[0] != self.nonce or not parts[2].isdigit():
+            return False
+        kind, index, flag = parts[1].decode(), int(parts[2]), parts[3].decode()
+        try:
+            text = bytes.fromhex(parts[4].decode()).decode("utf-8", "replace")
+        except ValueError:
+            return False
+        f, results = self.facts, self.facts["results"]
+        started = f["loaded"] or f["load_error"] is not None
+        if kind in "LE" and not started and index == 0:
+            f["loaded"], f["load_error"] = kind == "L", text if kind == "E" else None
+            f["load_memory"] = flag == "m"
+            return True
+        if kind == "T" and f["loaded"] and not f["done"] and index == len(results) < self.n_tests:
+            results.append([flag == "p", flag == "m", text])
+            return True
+        if kind == "D" and f["loaded"] and not f["done"] and index == len(results) == self.n_tests:
+            f["done"] = True
+            return True
+        return False
+
+
+class Server:
+    """Runs jobs one at a time in fresh forked children and cleans up after each."""
+
+    def __init__(self, cfg: dict, uid: int | None):
+        self.cfg, self.uid, self.seq = cfg, uid, 0
+        self.compiled: dict = {}  # test source -> compile_test(source); tests recur across jobs
+
+    def _compile(self, tests: list[str]) -> list:
+        if len(self.compiled) > 4096:
+            self.compiled.clear()
+        for src in tests:
+            if src not in self.compiled:
+                self.compiled[src] = _checker.compile_test(src)
+        return [self.compiled[src] for src in tests]
+
+    def run(self, job: dict) -> dict:
+        """Run one job; return its facts."""
+        self.seq += 1
+        compiled = self._compile(job["tests"])  # here, before any program runs
+        workdir = os.path.join(self.cfg["workdir"], f"job{self.seq}")
+        os.mkdir(workdir, 0o700)
+        if self.uid is not None:
+            os.chown(workdir, self.uid, self.uid)
+        out_fd = os.memfd_create("output")
+        channel_r, channel_w = os.pipe()
+        nonce_r, nonce_w = os.pipe()
+        nonce = os.urandom(16).hex()
+        start = time.monotonic()
+        pid = os.fork()
+        if pid == 0:
+            self._child(job, compiled, workdir, out_fd, (channel_w, nonce_r))
+        for fd in (channel_w, nonce_r):
+            os.close(fd)
+        try:
+            os.write(nonce_w, nonce.encode())
+        except BrokenPipeError:  # the child is gone already; _watch will see it
+            pass
+        os.close(nonce_w)
+        try:
+            facts = self._watch(pid, channel_r, _Reader(nonce, len(job["tests"])),
+                                start + job["timeout_s"])
+        finally:
+            self._sweep(pid)
+            os.close(channel_r)
+        facts["duration_s"] = time.monotonic() - start
+        facts["output_limit"] = facts.pop("xfsz") or os.fstat(out_fd).st_size >= \
+            self.cfg["max_output_bytes"]
+        os.close(out_fd)
+        shutil.rmtree(workdir, ignore_errors=True)
+        return facts
+
+    def _child(self, job: dict, compiled: list, workdir: str, out_fd: int, keep: tuple) -> None:
+        code = 0
+        try:
+            enter_child(self.cfg, job, workdir, out_fd, keep, self.uid)
+            _checker.run_tests(job, compiled, self.cfg["max_feedback_chars"], *keep)
+        except BaseException:  # noqa: BLE001 - the child must never return into the server
+            code = 70
+        _exit(code)
+
+    def _watch(self, pid: int, channel: int, reader: _Reader, deadline: float) -> dict:
+        pidfd = os.pidfd_open(pid)
+        fds, timed_out = [channel, pidfd], False
+        try:
+            while pidfd in fds:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    timed_out = True
+                    break
+                for fd in select.select(fds, [], [], left)[0]:
+                    data = os.read(fd, 1 << 16) if fd == channel else b""
+                    reader.feed(data)
+                    if not data:
+                        fds.remove(fd)
+        finally:
+            os.close(pidfd)
+        _kill_group(pid)
+        status = os.waitpid(pid, 0)[1]
+        os.set_blocking(channel, False)
+        while channel in fds:
+            try:
+                data = os.read(channel, 1 << 16)
+            except BlockingIOError:
+                break
+            reader.feed(data)
+            if not data:
+                break
+        sig = os.WTERMSIG(status) if os.WIFSIGNALED(status) else None
+        return dict(reader.facts, timed_out=timed_out or sig == signal.SIGXCPU,
+                    exit_code=os.WEXITSTATUS(status) if os.WIFEXITED(status) else None,
+                    signal=signal.Signals(sig).name if sig else None,
+                    xfsz=sig == signal.SIGXFSZ)
+
+    def _sweep(self, pid: int) -> None:
+        """Kill whatever the job left running and reap it: nothing of a job outlives the job."""
+        _kill_group(pid)
+        _reap()
+        deadline = time.monotonic() + 5
+        while _children() and time.monotonic() < deadline:
+            if self.cfg["pid_namespace"] and os.getpid() == 2:
+                os.kill(-1, signal.SIGKILL)  # everything in our namespace but its init and us
+            elif self.uid is not None:
+                _kill_uid(self.uid)
+            else:
+                for child in _children():
+                    _kill_group(child)
+                    _kill(child)
+            time.sleep(0.001)
+            _reap()
+
+    def selftest(self) -> str | None:
+        """Run one trivial job end to end; the reason it failed, or None."""
+        job = {"program": "x = 1\n", "tests": ["assert x == 1"], "n_public": 1, "timeout_s": 10}
+        facts = self.run(job)
+        if facts["results"] == [[True, False, ""]] and facts["done"]:
+            return None
+        return f"the sandbox self-test failed: {json.dumps(facts)}"
+
+
+def _kill(pid: int) -> None:
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+def _kill_group(pgid: int) -> None:
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def _kill_uid(uid: int) -> None:
+    """kill(-1) as ``uid``: atomically every process of that uid (unique to this server)."""
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.setresuid(uid, uid, uid)
+            os.kill(-1, signal.SIGKILL)
+        finally:
+            _exit(0)
+    os.waitpid(pid, 0)
+
+
+def _reap() -> None:
+    while True:
+        try:
+            if os.waitpid(-1, os.WNOHANG)[0] == 0:
+                return
+        except ChildProcessError:
+            return
+
+
+def _children() -> list[int]:
+    """Our children, orphans of the job included (we are a child subreaper)."""
+    pid = os.getpid()
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as f:
+            return [int(p) for p in f.read().split()]
+    except FileNotFoundError:  # kernel without CONFIG_PROC_CHILDREN: scan /proc
+        kids = []
+        for name in filter(str.isdigit, os.listdir("/proc")):
+            try:
+                with open(f"/proc/{name}/stat") as f:
+                    if int(f.read().rsplit(")", 1)[1].split()[1]) == pid:
+                        kids.append(int(name))
+            except (OSError, IndexError, ValueError):
+                continue
+        return kids
+
+
+def _unshare_network() -> bool:
+    """Move the server into an empty network namespace (root, or an unprivileged user namespace)."""
+    uid, gid = os.geteuid(), os.getegid()
+    if _libc.unshare(_CLONE_NEWNET) == 0:
+        return True
+    if _libc.unshare(_CLONE_NEWUSER | _CLONE_NEWNET) != 0:
+        return False
+    for path, text in (("setgroups", "deny"), ("uid_map", f"{uid} {uid} 1"),
+                       ("gid_map", f"{gid} {gid} 1")):
+        with open(f"/proc/self/{path}", "w") as f:
+            f.write(text)
+    return True
+
+
+def main() -> int:
+    """Serve jobs from stdin until it closes."""
+    cfg = json.loads(sys.argv[1])
+    inp, out = os.dup(0), os.dup(1)
+    null = os.open(os.devnull, os.O_RDWR)
+    os.dup2(null, 0)
+    os.dup2(null, 1)
+    _prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    _prctl(_PR_SET_CHILD_SUBREAPER, 1)
+    network = True if cfg["pid_namespace"] else cfg["unshare_net"] and _unshare_network()
+    for name in _PRELOAD:
+        __import__(name)
+    uid = random.SystemRandom().randrange(1 << 20, 1 << 30) if os.geteuid() == 0 else None
+    gc.collect()
+    gc.freeze()
+    server = Server(cfg, uid)
+    error = server.selftest()
+    send_message(out, {"ready": error is None, "error": error, "uid": uid,
+                       "network_isolated": network, "pid": os.getpid()})
+    if error is not None:
+        return 1
+    while (job := recv_message(inp)) is not None:
+        send_message(out, server.run(job))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
