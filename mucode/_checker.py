@@ -182,13 +182,18 @@ class Hooks:
     """What rewritten tests call. One instance per child; reached only through code constants."""
 
     def __init__(self, limit: int):
-        self.limit, self.sites = limit, []
-        self.reset(self.sites)
+        self.limit = limit
+        self.reset([], "")
 
-    def reset(self, sites: list) -> None:
-        """Start a test whose call and assert sites are ``sites``."""
-        self.sites = sites
+    def reset(self, sites: list, source: str) -> None:
+        """Start a test: its call and assert ``sites`` (from ``Rewriter``) and its source."""
+        self.sites, self.source = sites, source
         self.failure = self.failed_site = self.exc = self.exc_site = self.last = None
+
+    def text(self, site: int, part: int | None = None) -> str:
+        """Source text of a site, or of one side of an assert site."""
+        info = self.sites[site]
+        return segment(self.source, info[1] if part is None else info[3][part][0])
 
     def call(self, site, f, /, *args, **kwargs):
         """Call ``f``; remember where an exception came from; refuse rigged return values."""
@@ -198,10 +203,10 @@ class Hooks:
             if self.exc is not e:
                 self.exc, self.exc_site = e, site
             raise
-        if type(f) in _FUNCTIONS:
+        if not _builtin(f):
             bad = rigged(value)
             if bad is not None:
-                self.fail(None, f"{self.sites[site][1]} returned an object of type {bad}, "
+                self.fail(None, f"{self.text(site)} returned an object of type {bad}, "
                                 "which is not plain data")
         return value
 
@@ -224,28 +229,50 @@ class Hooks:
 
     def check(self, site, ok):
         if ok is not True:
-            self.fail(site, self._detail(self.sites[site]))
+            self.fail(site, self._detail(site))
 
     def fail(self, site, detail):
         if self.failure is None:
             self.failure, self.failed_site = detail, site
         raise _Failed
 
-    def _detail(self, info) -> str:
-        _, _, form, sides = info
+    def _detail(self, site: int) -> str:
+        _, _, form, sides = self.sites[site]
         if form == "cmp" and self.last is not None and len(self.last) == 2:
-            for (src, is_call), value in zip(sides, self.last):
+            for part, ((_, is_call), value) in enumerate(zip(sides, self.last)):
                 if is_call:
-                    return f"{src} returned {show(value, self.limit)}"
-            return f"{sides[0][0]} is {show(self.last[0], self.limit)}"
+                    return f"{self.text(site, part)} returned {show(value, self.limit)}"
+            return f"{self.text(site, 0)} is {show(self.last[0], self.limit)}"
         if form == "truth" and self.last is not None and len(self.last) == 1:
-            src, is_call = sides[0]
-            return f"{src} {'returned' if is_call else 'is'} {show(self.last[0], self.limit)}"
+            verb = "returned" if sides[0][1] else "is"
+            return f"{self.text(site, 0)} {verb} {show(self.last[0], self.limit)}"
         return ""
 
 
+def _builtin(f: object) -> bool:
+    """Whether ``f`` is a function or class written in C (so it cannot return a rigged value)."""
+    t = type(f)
+    if issubclass(t, type):
+        return not _type_flags(f) & _HEAPTYPE
+    return not _type_flags(t) & _HEAPTYPE and t not in _FUNCTIONS
+
+
+def segment(source: str, pos: tuple) -> str:
+    """The text at an AST position (lineno, col, end_lineno, end_col; columns in UTF-8 bytes)."""
+    lineno, col, end_lineno, end_col = pos
+    lines = source.encode("utf-8").splitlines()[lineno - 1:end_lineno]
+    if not lines:
+        return ""
+    lines[-1] = lines[-1][:end_col]
+    lines[0] = lines[0][col:]
+    return b"\n".join(lines).decode("utf-8", "replace")
+
+
 class Rewriter(ast.NodeTransformer):
-    """Turns each ``assert`` into hook calls and routes every call through ``Hooks.call``."""
+    """Turns each ``assert`` into hook calls and routes every call through ``Hooks.call``.
+
+    Sites record positions, not text: text is cut from the source only for feedback.
+    """
 
     def __init__(self, source: str):
         self.sites: list = []
@@ -253,22 +280,21 @@ class Rewriter(ast.NodeTransformer):
 
     def rewrite(self) -> ast.Module:
         """Parse and rewrite the test snippet (raises SyntaxError)."""
-        return ast.fix_missing_locations(self.visit(ast.parse(self.source, TEST_FILE)))
+        return self.visit(ast.parse(self.source, TEST_FILE))
 
     def _site(self, info: tuple) -> ast.Constant:
         self.sites.append(info)
         return ast.Constant(len(self.sites) - 1)
 
-    def _text(self, node: ast.AST) -> str:
-        return ast.get_source_segment(self.source, node) or ast.unparse(node)
+    def visit_Constant(self, node: ast.Constant) -> ast.AST:
+        return node  # no children; skips NodeTransformer's slow deprecation shim
 
     def visit_Call(self, node: ast.Call) -> ast.AST:
-        site = self._site(("call", self._text(node), None, None))
+        site = self._site(("call", _pos(node), None, None))
         self.generic_visit(node)
         if isinstance(node.func, ast.Name) and node.func.id == "super":
             return node
-        return ast.copy_location(
-            _hook("call", [site, node.func, *node.args], node.keywords), node)
+        return _hook("call", [site, node.func, *node.args], node.keywords, node)
 
     def visit_Assert(self, node: ast.Assert) -> ast.AST:
         test = node.test
@@ -276,39 +302,46 @@ class Rewriter(ast.NodeTransformer):
             form, parts = "cmp", [test.left, test.comparators[0]]
         else:
             form, parts = "truth", [test.operand if _is_not(test) else test]
-        sides = [(self._text(p), isinstance(p, ast.Call)) for p in parts]
-        site = self._site(("assert", self._text(node), form, sides))
+        sides = [(_pos(p), isinstance(p, ast.Call)) for p in parts]
+        site = self._site(("assert", _pos(node), form, sides))
         self.generic_visit(node)
-        check = _hook("check", [site, self._strict(node.test)], [])
+        check = _hook("check", [site, self._strict(node.test)], [], node)
         return ast.copy_location(ast.Expr(check), node)
 
     def _strict(self, e: ast.expr) -> ast.expr:
         """An expression whose value is a real bool computed by harness code."""
         if isinstance(e, ast.Compare) and len(e.ops) == 1:
             op = ast.Constant(_OPS[type(e.ops[0]).__name__])
-            return _hook("cmp", [op, e.left, e.comparators[0]], [])
+            return _hook("cmp", [op, e.left, e.comparators[0]], [], e)
         if isinstance(e, ast.Compare):
             ops = ast.Constant(tuple(_OPS[type(o).__name__] for o in e.ops))
-            thunks = [_thunk(x) for x in (e.left, *e.comparators)]
-            return _hook("chain", [ops, *thunks], [])
+            thunks = [ast.Lambda(_NO_ARGS, x) for x in (e.left, *e.comparators)]
+            return _hook("chain", [ops, *thunks], [], e)
         if _is_not(e):
-            return ast.UnaryOp(ast.Not(), self._strict(e.operand))
+            return ast.copy_location(ast.UnaryOp(ast.Not(), self._strict(e.operand)), e)
         if isinstance(e, ast.BoolOp):
-            return ast.BoolOp(e.op, [self._strict(v) for v in e.values])
-        return _hook("truth", [e], [])
+            return ast.copy_location(ast.BoolOp(e.op, [self._strict(v) for v in e.values]), e)
+        return _hook("truth", [e], [], e)
+
+
+_NO_ARGS = ast.arguments(posonlyargs=[], args=[], kwonlyargs=[], kw_defaults=[], defaults=[])
+
+
+def _pos(node: ast.AST) -> tuple:
+    return node.lineno, node.col_offset, node.end_lineno, node.end_col_offset
 
 
 def _is_not(e: ast.expr) -> bool:
     return isinstance(e, ast.UnaryOp) and isinstance(e.op, ast.Not)
 
 
-def _thunk(e: ast.expr) -> ast.Lambda:
-    args = ast.arguments(posonlyargs=[], args=[], kwonlyargs=[], kw_defaults=[], defaults=[])
-    return ast.Lambda(args, e)
-
-
-def _hook(name: str, args: list, keywords: list) -> ast.Call:
-    return ast.Call(ast.Constant(f"\x00mucode-hook:{name}"), args, keywords)
+def _hook(name: str, args: list, keywords: list, at: ast.AST) -> ast.Call:
+    """A call to a hook placeholder; new nodes get ``at``'s location."""
+    call = ast.Call(ast.Constant(f"\x00mucode-hook:{name}"), args, keywords)
+    for node in (call, call.func, *args):
+        if getattr(node, "lineno", None) is None:
+            ast.copy_location(node, at)
+    return call
 
 
 def bind_hooks(code: types.CodeType, hooks: Hooks) -> types.CodeType:
@@ -357,7 +390,7 @@ def run_tests(job: dict, compiled: list, limit: int, channel: int, nonce_fd: int
         return
     emit("L", 0, "-", "")
     for i, (src, code, sites) in enumerate(tests):
-        hooks.reset(sites)
+        hooks.reset(sites, src)
         ok, memory, feedback = _run_one(src, code, ns, hooks, i < job["n_public"], limit)
         emit("T", i, "p" if ok else "m" if memory else "f", feedback)
     emit("D", len(tests), "-", "")
@@ -389,13 +422,13 @@ def _run_one(src: str, code, ns: dict, hooks: Hooks, public: bool, limit: int):
 
 def _feedback(src: str, error: BaseException | None, hooks: Hooks, limit: int) -> str:
     if hooks.failed_site is not None:
-        header = hooks.sites[hooks.failed_site][1]
+        header = hooks.text(hooks.failed_site)
     else:
         header = _test_line(src, error)
     if hooks.failure is not None:
         detail = hooks.failure
     elif hooks.exc is error and hooks.exc_site is not None and not isinstance(error, MemoryError):
-        detail = f"{hooks.sites[hooks.exc_site][1]} raised {describe(error, limit)}"
+        detail = f"{hooks.text(hooks.exc_site)} raised {describe(error, limit)}"
     else:
         detail = describe(error, limit)
     return _cap(f"Failed: {header}" + (f"\n{detail}" if detail else ""), limit)

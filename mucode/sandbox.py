@@ -255,7 +255,7 @@ class Sandbox:
             t.start()
         errors = [r.exception() for r in ready]
         if any(errors):
-            for _ in threads:
+            for _ in range(errors.count(None)):  # stop the ones that started; the rest returned
                 self._queue.put(None)
             for t in threads:
                 t.join()
@@ -444,7 +444,7 @@ def _bwrap_argv(bwrap: str, config: SandboxConfig) -> list[str]:
     prefixes = {os.path.dirname(os.path.dirname(python))}
     if not config.python:
         prefixes |= {os.path.realpath(sys.base_prefix), os.path.realpath(sys.base_exec_prefix)}
-    for prefix in sorted(p for p in prefixes if not p.startswith(("/usr/", "/etc/"))):
+    for prefix in sorted(p for p in prefixes if p != "/usr" and not p.startswith("/usr/")):
         parents = Path(prefix).parents
         for parent in sorted(str(p) for p in parents if str(p) != "/"):
             args += ["--perms", "0755", "--dir", parent]

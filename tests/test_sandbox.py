@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import signal
 import socket
 import textwrap
 import uuid
@@ -18,10 +19,11 @@ from collections import Counter
 import pytest
 
 from mucode import _checker
-from mucode.sandbox import (ExecResult, IsolationMode, Job, Sandbox, SandboxConfig, Status,
-                            check_job, main, run, verdict)
+from mucode.sandbox import (ExecResult, IsolationMode, Job, Sandbox, SandboxConfig, SandboxError,
+                            Status, check_job, main, run, verdict)
 
-pytestmark = pytest.mark.skipif(not os.path.exists("/proc/self/status"), reason="Linux only")
+pytestmark = [pytest.mark.skipif(not os.path.exists("/proc/self/status"), reason="Linux only"),
+              pytest.mark.timeout(120)]
 OK = "def f():\n    return 1\n"
 
 
@@ -508,6 +510,46 @@ def test_run_batch_keeps_input_order_and_submit_returns_futures(sandbox):
     results = sandbox.run_batch(jobs, progress=True)
     assert [r.passed for r in results] == [True, False, True, False, False, False, False]
     assert sandbox.submit(Job(OK, ["assert f() == 1"])).result().passed
+
+
+def test_auto_falls_back_to_plain_and_bwrap_insists(monkeypatch, caplog):
+    monkeypatch.setattr("mucode.sandbox._find_bwrap", lambda: "/bin/false")
+    with Sandbox(SandboxConfig(workers=1)) as sb:
+        assert sb.isolation == IsolationMode.PLAIN and go(sb, OK).passed
+    assert "falling back to plain isolation" in caplog.text
+    with pytest.raises(SandboxError, match="isolation=bwrap but bubblewrap is not usable"):
+        Sandbox(SandboxConfig(workers=1, isolation="bwrap"))
+
+
+def our_children() -> set[int]:
+    """Direct children of this process (the sandbox servers, or bwrap around them)."""
+    kids = set()
+    for name in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{name}/stat") as f:
+                if int(f.read().rsplit(")", 1)[1].split()[1]) == os.getpid():
+                    kids.add(int(name))
+        except (OSError, IndexError, ValueError):
+            continue
+    return kids
+
+
+def test_a_dead_worker_is_restarted():
+    before = our_children()
+    with Sandbox(SandboxConfig(workers=1)) as sb:
+        for pid in our_children() - before:
+            os.kill(pid, signal.SIGKILL)
+        assert go(sb, OK).passed
+
+
+def test_another_interpreter_runs_the_programs():
+    python = "/usr/bin/python3"
+    if not os.path.exists(python):
+        pytest.skip("no /usr/bin/python3")
+    for isolation in ("auto", "plain"):
+        config = SandboxConfig(workers=1, python=python, isolation=isolation)
+        assert run("import sys\ndef f():\n    return sys.version_info >= (3, 10)\n",
+                   ["assert f() == True"], config).passed
 
 
 def test_run_one_job():
