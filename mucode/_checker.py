@@ -50,6 +50,7 @@ _COUNTER, _DEQUE = collections.Counter, collections.deque
 _FUNCTIONS = (types.FunctionType, types.MethodType)
 _ModuleType, _CodeType = types.ModuleType, types.CodeType
 _write, _read = os.write, os.read
+_MODULES = sys.modules  # the interpreter's own dict, even if the program rebinds sys.modules
 _type_dict = type.__dict__["__dict__"].__get__
 _type_mro = type.__dict__["__mro__"].__get__
 _type_flags = type.__dict__["__flags__"].__get__
@@ -91,22 +92,25 @@ def rigged(value: object) -> str | None:
     return None
 
 
-def _category(v: object) -> object:
+def _category(v: object) -> str:
+    """A string naming the builtin family of ``v`` (never a class: a metaclass could rig ``==``)."""
     t = type(v)
-    if t is bool or v is None:
-        return t
+    if t is bool:
+        return "bool"
+    if v is None:
+        return "none"
     for base, name in ((int, "num"), (float, "num"), (complex, "num"), (str, "str"),
                        (bytes, "bytes"), (list, "list"), (tuple, "tuple"), (dict, "dict"),
                        (_DEQUE, "deque"), (set, "set"), (frozenset, "set")):
         if issubclass(t, base):
             return name
-    return t
+    return "other"
 
 
 def equal(a: object, b: object) -> bool:
     """Strict equality of non-rigged values: bool is not a number, list is not tuple, 1 == 1.0."""
     ca = _category(a)
-    if ca != _category(b):
+    if ca != _category(b) or (ca == "other" and type(a) is not type(b)):
         return False
     if ca in ("list", "tuple", "deque"):
         return len(a) == len(b) and all(equal(x, y) for x, y in zip(a, b))
@@ -357,8 +361,9 @@ def bind_hooks(code: types.CodeType, hooks: Hooks) -> types.CodeType:
     return swap(code)
 
 
-def compile_test(source: str) -> tuple[types.CodeType | str, list]:
-    """(rewritten code with hook placeholders, or the text of its syntax error; its sites)."""
+def compile_test(source: str, pristine: Pristine | None = None) -> tuple:
+    """(rewritten code with hook placeholders, or the text of its syntax error; its sites;
+    the module dicts to restore before it runs)."""
     rewriter = Rewriter(source)
     try:
         tree = rewriter.rewrite()
@@ -366,20 +371,56 @@ def compile_test(source: str) -> tuple[types.CodeType | str, list]:
             warnings.simplefilter("ignore")  # "'str' object is not callable" on placeholders
             code = compile(tree, TEST_FILE, "exec", dont_inherit=True)
     except (SyntaxError, ValueError) as e:
-        return f"the test does not compile: {describe(e, 300)}", []
-    return code, rewriter.sites
+        return f"the test does not compile: {describe(e, 300)}", [], (frozenset(), [])
+    return code, rewriter.sites, pristine.plan(code) if pristine else (frozenset(), [])
+
+
+class Pristine:
+    """Modules as they were in the server before any program ran, to restore before each test.
+
+    A program may assign ``math.fabs = ...`` or plant ``sys.modules["statistics"] = fake``: before
+    a test runs, every module the test names gets its attributes back, ``sys.modules`` its
+    entries, and entries the test names that were not there are dropped (the test's ``import``
+    then loads the real module).
+    """
+
+    def __init__(self):
+        hidden = {"__main__", "_checker", "_harness", "mucode._checker", "mucode._harness"}
+        self.modules = {k: m for k, m in _MODULES.items() if k not in hidden}
+        self.dicts = {k: (m.__dict__, dict(m.__dict__)) for k, m in self.modules.items()
+                      if type(m) is _ModuleType}
+
+    def plan(self, code: types.CodeType) -> tuple:
+        """What to restore before ``code`` runs: the names it mentions, the module dicts named."""
+        names, stack = set(), [code]
+        while stack:
+            c = stack.pop()
+            names.update(c.co_names)
+            stack.extend(x for x in c.co_consts if type(x) is _CodeType)
+        pairs = [pair for name, pair in self.dicts.items() if not names.isdisjoint(name.split("."))]
+        return frozenset(names), pairs
+
+    def restore(self, plan: tuple) -> None:
+        """Put the modules back as they were (attributes the program added stay)."""
+        names, pairs = plan
+        for name in [n for n in _MODULES if n not in self.modules and n.split(".")[0] in names]:
+            del _MODULES[name]
+        _MODULES.update(self.modules)
+        for live, saved in pairs:
+            live.update(saved)
 
 
 # ---------------------------------------------------------------- the child
-def run_tests(job: dict, compiled: list, limit: int, channel: int, nonce_fd: int) -> None:
+def run_tests(job: dict, compiled: list, pristine: Pristine, limit: int, channel: int,
+              nonce_fd: int) -> None:
     """Run the top level, then each compiled test (from ``compile_test``); report on ``channel``."""
     hooks = Hooks(limit)
-    tests = [(src, code if type(code) is str else bind_hooks(code, hooks), sites)
-             for src, (code, sites) in zip(job["tests"], compiled)]
+    tests = [(src, code if type(code) is str else bind_hooks(code, hooks), sites, plan)
+             for src, (code, sites, plan) in zip(job["tests"], compiled)]
     module = _ModuleType("program")
     for name in ("_checker", "_harness", "mucode._checker", "mucode._harness"):
-        sys.modules.pop(name, None)
-    sys.modules["program"] = sys.modules["__main__"] = module
+        _MODULES.pop(name, None)
+    _MODULES["program"] = _MODULES["__main__"] = module
     ns = module.__dict__
     ns["__builtins__"] = dict(_PRISTINE)
     load_error = _load(job["program"], ns, limit)
@@ -389,8 +430,9 @@ def run_tests(job: dict, compiled: list, limit: int, channel: int, nonce_fd: int
         emit("E", 0, "m" if load_error == "Memory limit exceeded" else "e", load_error)
         return
     emit("L", 0, "-", "")
-    for i, (src, code, sites) in enumerate(tests):
+    for i, (src, code, sites, plan) in enumerate(tests):
         hooks.reset(sites, src)
+        pristine.restore(plan)
         ok, memory, feedback = _run_one(src, code, ns, hooks, i < job["n_public"], limit)
         emit("T", i, "p" if ok else "m" if memory else "f", feedback)
     emit("D", len(tests), "-", "")

@@ -47,14 +47,15 @@ MAX_MESSAGE = 1 << 30
 _MAX_CHANNEL_BYTES = 8 << 20
 _PR_SET_PDEATHSIG, _PR_SET_CHILD_SUBREAPER, _PR_SET_NO_NEW_PRIVS = 1, 36, 38
 _CLONE_NEWUSER, _CLONE_NEWNET = 0x10000000, 0x40000000
-_PRELOAD = (  # what generated code commonly imports; without bubblewrap, as a dropped uid, an
-    # interpreter under a private home (pyenv in /root) can import nothing else
-    "abc array base64 binascii bisect calendar cmath collections collections.abc contextlib copy "
-    "csv dataclasses datetime decimal difflib enum fnmatch fractions functools glob hashlib heapq "
-    "io itertools json math numbers operator pathlib pprint queue random re secrets select "
-    "shutil socket statistics string struct subprocess tempfile textwrap threading time typing "
-    "unicodedata uuid weakref zlib"
-).split()
+# What generated code commonly imports, imported once in the server so a job does not pay for it.
+# _MORE only when a dropped uid could not import it (plain isolation, interpreter in a private
+# home such as pyenv's under /root): every preloaded module makes each fork dearer.
+_PRELOAD = ("bisect collections copy functools hashlib heapq itertools json math operator random "
+            "re string typing").split()
+_MORE = ("abc array base64 binascii calendar cmath collections.abc contextlib csv dataclasses "
+         "datetime decimal difflib enum fnmatch fractions glob io numbers pathlib pprint queue "
+         "secrets select shutil socket statistics struct subprocess tempfile textwrap threading "
+         "time unicodedata uuid weakref zlib").split()
 _exit = os._exit  # captured: a program may replace os._exit before the child exits
 
 
@@ -91,37 +92,67 @@ def _read_exact(fd: int, size: int) -> bytes | None:
         left -= len(chunk)
     return b"".join(chunks)
 
-def enter_child(cfg: dict, job: dict, workdir: str, out_fd: int, keep: tuple, uid) -> None:
-    """In the forked child: new session, fds, limits, privileges, environment."""
+def enter_child(cfg: dict, job: dict, out_fd: int, keep: tuple, uid: int | None) -> None:
+    """In the forked child: session, descriptors, limits, privileges (the rest: ``prepare``)."""
     os.setsid()
-    null = os.open(os.devnull, os.O_RDWR)
-    os.dup2(null, 0)
+    os.dup2(cfg["null_fd"], 0)
     os.dup2(out_fd, 1)
     os.dup2(out_fd, 2)
     lo, hi = min(keep), max(keep)
     os.closerange(3, lo)
     os.closerange(lo + 1, hi)
     os.closerange(hi + 1, 1 << 16)
-    os.chdir(workdir)
-    cpu = int(job["timeout_s"]) + 1
+    os.chdir(cfg["workdir"])
     for which, value in ((resource.RLIMIT_AS, cfg["memory_mb"] << 20),
-                         (resource.RLIMIT_CPU, cpu), (resource.RLIMIT_CORE, 0),
-                         (resource.RLIMIT_FSIZE, cfg["max_output_bytes"])):
+                         (resource.RLIMIT_CPU, int(job["timeout_s"]) + 1),
+                         (resource.RLIMIT_CORE, 0), (resource.RLIMIT_FSIZE, cfg["max_output_bytes"])):
         resource.setrlimit(which, (value, value))
     if uid is not None:
         resource.setrlimit(resource.RLIMIT_NPROC, (cfg["max_processes"],) * 2)
         os.setgroups([])
         os.setresgid(uid, uid, uid)
         os.setresuid(uid, uid, uid)
-    signal.signal(signal.SIGXFSZ, signal.SIG_DFL)  # Python ignores it; we want the kill
-    _prctl(_PR_SET_NO_NEW_PRIVS, 1)
+    if not cfg["pid_namespace"]:  # no namespace is torn down if the server dies: die with it
+        _prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+def prepare(cfg: dict) -> bool:
+    """Once per server: what every child inherits. Returns whether the network is cut off."""
+    null = os.open(os.devnull, os.O_RDWR)
+    os.dup2(null, 0)
+    os.dup2(null, 1)
+    cfg["null_fd"] = null
     _prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    _prctl(_PR_SET_CHILD_SUBREAPER, 1)
+    _prctl(_PR_SET_NO_NEW_PRIVS, 1)  # inherited: no setuid binary raises a child's privileges
+    network = True if cfg["pid_namespace"] else cfg["unshare_net"] and _unshare_network()
+    stdlib = os.path.dirname(os.__file__)
+    everything = os.geteuid() == 0 and not _readable_by_anyone(stdlib)
+    for name in _PRELOAD + (_MORE if everything else []):
+        __import__(name)
+    cfg["workdir"] = workdir = os.path.join(cfg["workdir"], f"job-{os.getpid()}")
     os.environ.clear()
     os.environ.update(PATH="/usr/local/bin:/usr/bin:/bin", HOME=workdir, TMPDIR=workdir,
                       LANG="C.UTF-8")
+    signal.signal(signal.SIGXFSZ, signal.SIG_DFL)  # Python ignores it; a child must die of it
     sys.argv[:] = ["program"]
     sys.path[:] = [p for p in sys.path if p != os.path.dirname(os.path.abspath(__file__))]
     random.seed(0)
+    gc.collect()
+    gc.freeze()  # forked children do not touch these objects' gc headers
+    return network
+
+
+def _readable_by_anyone(path: str) -> bool:
+    """Whether a uid with no rights but "other" can list ``path`` (and so import from it)."""
+    path = os.path.realpath(path)
+    need, p = 0o005, path
+    while True:
+        if os.stat(p).st_mode & need != need:
+            return False
+        if p == "/":
+            return True
+        need, p = 0o001, os.path.dirname(p)
 
 
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -183,6 +214,7 @@ class Server:
 
     def __init__(self, cfg: dict, uid: int | None):
         self.cfg, self.uid, self.seq = cfg, uid, 0
+        self.pristine = _checker.Pristine()  # after the preloads, before any program
         self.compiled: dict = {}  # test source -> compile_test(source); tests recur across jobs
 
     def _compile(self, tests: list[str]) -> list:
@@ -190,15 +222,19 @@ class Server:
             self.compiled.clear()
         for src in tests:
             if src not in self.compiled:
-                self.compiled[src] = _checker.compile_test(src)
+                self.compiled[src] = _checker.compile_test(src, self.pristine)
         return [self.compiled[src] for src in tests]
 
     def run(self, job: dict) -> dict:
         """Run one job; return its facts."""
         self.seq += 1
         compiled = self._compile(job["tests"])  # here, before any program runs
-        workdir = os.path.join(self.cfg["workdir"], f"job{self.seq}")
-        os.mkdir(workdir, 0o700)
+        workdir = self.cfg["workdir"]  # one path per server: HOME and TMPDIR point at it
+        try:
+            os.mkdir(workdir, 0o700)
+        except FileExistsError:  # a previous job's leftovers that rmtree could not remove
+            shutil.rmtree(workdir, ignore_errors=True)
+            os.mkdir(workdir, 0o700)
         if self.uid is not None:
             os.chown(workdir, self.uid, self.uid)
         out_fd = os.memfd_create("output")
@@ -208,7 +244,7 @@ class Server:
         start = time.monotonic()
         pid = os.fork()
         if pid == 0:
-            self._child(job, compiled, workdir, out_fd, (channel_w, nonce_r))
+            self._child(job, compiled, out_fd, (channel_w, nonce_r))
         for fd in (channel_w, nonce_r):
             os.close(fd)
         try:
@@ -232,11 +268,11 @@ class Server:
             shutil.rmtree(workdir, ignore_errors=True)
         return facts
 
-    def _child(self, job: dict, compiled: list, workdir: str, out_fd: int, keep: tuple) -> None:
+    def _child(self, job: dict, compiled: list, out_fd: int, keep: tuple) -> None:
         code = 0
         try:
-            enter_child(self.cfg, job, workdir, out_fd, keep, self.uid)
-            _checker.run_tests(job, compiled, self.cfg["max_feedback_chars"], *keep)
+            enter_child(self.cfg, job, out_fd, keep, self.uid)
+            _checker.run_tests(job, compiled, self.pristine, self.cfg["max_feedback_chars"], *keep)
         except BaseException:  # noqa: BLE001 - the child must never return into the server
             code = 70
         _exit(code)
@@ -251,9 +287,10 @@ class Server:
                     timed_out = True
                     break
                 for fd in select.select(fds, [], [], left)[0]:
-                    data = os.read(fd, 1 << 16) if fd == channel else b""
-                    reader.feed(data)
-                    if not data:
+                    data = os.read(fd, 1 << 16) if fd == channel else b""  # pidfd: child exited
+                    if data:
+                        reader.feed(data)
+                    else:
                         fds.remove(fd)
         finally:
             os.close(pidfd)
@@ -277,12 +314,18 @@ class Server:
     def _sweep(self, pid: int) -> None:
         """Kill whatever the job left running and reap it: nothing of a job outlives the job."""
         _kill_group(pid)
-        _reap()
         deadline = time.monotonic() + 5
+        if self.cfg["pid_namespace"] and os.getpid() == 2:  # our own namespace, we are its pid 2
+            # kill(-1) hits everything in it but its init and us, zombies included, and fails
+            # with ESRCH once nothing is left: usually at once, with no /proc read
+            while _kill(-1) and time.monotonic() < deadline:
+                _reap()
+                time.sleep(0.0005)
+            _reap()
+            return
+        _reap()
         while _children() and time.monotonic() < deadline:
-            if self.cfg["pid_namespace"] and os.getpid() == 2:
-                os.kill(-1, signal.SIGKILL)  # everything in our namespace but its init and us
-            elif self.uid is not None:
+            if self.uid is not None:
                 _kill_uid(self.uid)
             else:
                 for child in _children():
@@ -300,11 +343,13 @@ class Server:
         return f"the sandbox self-test failed: {json.dumps(facts)}"
 
 
-def _kill(pid: int) -> None:
+def _kill(pid: int) -> bool:
+    """SIGKILL; whether there was a process to signal."""
     try:
         os.kill(pid, signal.SIGKILL)
     except ProcessLookupError:
-        pass
+        return False
+    return True
 
 
 def _kill_group(pgid: int) -> None:
@@ -371,17 +416,8 @@ def main() -> int:
     """Serve jobs from stdin until it closes."""
     cfg = json.loads(sys.argv[1])
     inp, out = os.dup(0), os.dup(1)
-    null = os.open(os.devnull, os.O_RDWR)
-    os.dup2(null, 0)
-    os.dup2(null, 1)
-    _prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
-    _prctl(_PR_SET_CHILD_SUBREAPER, 1)
-    network = True if cfg["pid_namespace"] else cfg["unshare_net"] and _unshare_network()
-    for name in _PRELOAD:
-        __import__(name)
     uid = random.SystemRandom().randrange(1 << 20, 1 << 30) if os.geteuid() == 0 else None
-    gc.collect()
-    gc.freeze()
+    network = prepare(cfg)
     server = Server(cfg, uid)
     error = server.selftest()
     send_message(out, {"ready": error is None, "error": error, "uid": uid,

@@ -398,10 +398,18 @@ def test_patching_the_harness_helpers(sandbox):
                 pass
     operator.eq = operator.lt = lambda *a: True
     collections.Counter = type("C", (dict,), {"__eq__": lambda *a: True})
+    import math
+    math.fabs = lambda x: 0.0
+    math.isclose = lambda *a, **k: True
+    sys.modules["statistics"] = type(sys)("statistics")
+    sys.modules["statistics"].mean = lambda xs: 2
     def f():
         return 2
     """
-    assert go(sandbox, program, ["assert f() == 1", "assert f() < 1"]).tests_passed == [False, False]
+    check = "def check(candidate):\n    import math\n    assert math.fabs(candidate() - 1) < 1e-6\n\ncheck(f)"
+    tests = ["assert f() == 1", "assert f() < 1", "assert math.isclose(f(), 1)", check,
+             "import statistics\nassert statistics.mean([0, 1]) == f()"]
+    assert go(sandbox, program, tests).tests_passed == [False] * 5
 
 
 def test_object_equal_to_everything(sandbox):
