@@ -1,21 +1,22 @@
 """The in-process checker of :mod:`mucode.sandbox`: runs a program, then its tests, strictly. Stdlib.
 
-This runs inside the forked child of ``mucode/_harness.py``, after the child has set its limits and
-dropped privileges. ``run_tests`` compiles every test first, with each ``assert`` rewritten into
-calls to ``Hooks`` that the code reaches through constants (no name the program could rebind):
-``assert f(x) == y`` becomes ``check(site, cmp("==", call(site2, f, x), y))``. The hooks compare
-strictly (``equal``: bool is not a number, list is not tuple, ints and floats by value) and only
-values that cannot lie (``rigged``: no Python class that overrides comparison, hashing, truth or
-arithmetic dunders); a program function returning such a value fails the test. Then it runs the
-program's top level, reads the job's nonce from a pipe, and reports one line per test::
+The fork server (``mucode/_harness.py``) compiles each test with ``compile_test`` before any
+program runs (``Rewriter`` turns every ``assert`` into calls to ``Hooks``, which the code reaches
+through constants, not names a program could rebind: ``assert f(x) == y`` becomes
+``check(site, cmp("==", call(site2, f, x), y))``), and snapshots the modules (``Pristine``). In
+the forked child, after limits and the uid drop, ``run_tests`` runs the program's top level, reads
+the job's nonce from a pipe, then runs each test and reports it at once, one line per event::
 
     NONCE KIND INDEX FLAG HEXTEXT      KIND: L loaded, E load error, T test, D done
                                        FLAG: p passed, f failed, m memory error, e error, - none
 
-Feedback text is produced only for public tests. Everything that runs after the program's top level
-resolves builtins in a private copy taken at import and uses module attributes captured at import,
-and this module is removed from ``sys.modules``; a program that walks frames or the garbage
-collector can still reach it (the residual risk documented in ``mucode.sandbox``).
+The hooks compare strictly (``equal``: bool is not a number, list is not tuple, ints and floats by
+value) and only values that cannot lie (``rigged``: no instance of a Python class overriding
+comparison, hashing, truth, conversion or arithmetic dunders). Feedback text is made only for
+public tests. Code that runs after the program's top level resolves builtins in a private copy
+taken at import and uses module attributes captured at import, and this module is removed from
+``sys.modules``; a program that walks frames or the garbage collector can still reach it (the
+residual risk documented in ``mucode.sandbox``).
 """
 
 from __future__ import annotations

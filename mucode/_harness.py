@@ -53,9 +53,9 @@ _CLONE_NEWUSER, _CLONE_NEWNET = 0x10000000, 0x40000000
 _PRELOAD = ("bisect collections copy functools hashlib heapq itertools json math operator random "
             "re string typing").split()
 _MORE = ("abc array base64 binascii calendar cmath collections.abc contextlib csv dataclasses "
-         "datetime decimal difflib enum fnmatch fractions glob io numbers pathlib pprint queue "
-         "secrets select shutil socket statistics struct subprocess tempfile textwrap threading "
-         "time unicodedata uuid weakref zlib").split()
+         "datetime decimal difflib encodings.idna enum fnmatch fractions glob io numbers pathlib "
+         "pprint queue secrets select shutil socket statistics struct subprocess tempfile "
+         "textwrap threading time unicodedata uuid weakref zlib").split()
 _exit = os._exit  # captured: a program may replace os._exit before the child exits
 
 

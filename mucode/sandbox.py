@@ -1,70 +1,77 @@
 """Run untrusted generated programs against tests: limits, isolation, honest verdicts, feedback.
 
-Every reward, label and evaluation in mucode comes from here. A job is a program (Python source)
-and a list of tests (Python snippets run after the program, in its namespace; usually one
-``assert CALL == EXPECTED`` each); the first ``n_public`` tests are public. The result says which
-tests passed, a status, and the feedback text a model may see next turn, which only ever describes
-public tests. Failures of the program (crashes, hangs, memory, forks, files, sockets, output) are
-data in the result, never exceptions.
+Every reward, label and evaluation in mucode comes from here. A job is a program and its tests
+(Python snippets run after it in its namespace: ``assert CALL == EXPECTED``, or HumanEval's
+``def check(candidate): ...`` plus a call); the first ``n_public`` are public. The result gives a
+status, which tests passed, and feedback for the next turn that only describes public tests.
+Whatever the program does (crash, hang, fork, write, connect, print megabytes) is data.
 
 Run it::
 
     from mucode.sandbox import Job, Sandbox, SandboxConfig, run
-    run("def f(x):\\n    return x + 1", ["assert f(1) == 2"]).passed            # one job
-    with Sandbox(SandboxConfig(timeout_s=3)) as sandbox:                        # a pool
-        results = sandbox.run_batch([Job(program, tests, n_public=1), ...], progress=True)
-        future = sandbox.submit(Job(program, tests))                            # non-blocking
+    run("def f(x):\n    return x + 1", ["assert f(1) == 2"]).passed         # one job (~0.1 s)
+    with Sandbox(SandboxConfig(timeout_s=3)) as sandbox:                     # a reusable pool
+        results = sandbox.run_batch([Job(program, tests, n_public=1)], progress=True)
+        future = sandbox.submit(Job(program, tests))                         # non-blocking
 
-    mucode-exec samples.jsonl -o results.jsonl --timeout 3 --workers 2          # or python -m
-    # rows {"id", "program", "tests", optional "timeout_s", "n_public"} ->
-    # {"id", "status", "passed", "tests_passed", "tests_total", "feedback", "duration_s"}
+    mucode-exec samples.jsonl -o results.jsonl --timeout 3 --workers 2       # or python -m
+    # in:  {"id", "program", "tests", optional "timeout_s", "n_public"} per line
+    # out: {"id", "status", "passed", "tests_passed", "tests_total", "feedback", "duration_s"}
 
-How it works. ``Sandbox`` starts one fork server per worker (``mucode/_harness.py``, stdlib only,
-one worker per usable core) and feeds it jobs dynamically, so a slow job never holds a queue. The
-server has the harness and the common stdlib modules imported; each job is a fresh ``fork`` of it
-(about 1 ms), never a reused process. Isolation layers, cheapest first:
+Design. ``Sandbox`` runs one fork server per worker (``mucode/_harness.py``, stdlib only; one
+worker per usable core) and hands out jobs as workers free up, so a slow job never holds a queue.
+Each job is a fresh ``fork`` of the server, which has the checker and common modules imported.
+The child runs ``mucode/_checker.py``: tests compiled in the server (cached by source) with every
+``assert`` rewritten into hooks, then the program's top level, then each test, each result
+streamed to the server at once. About 2.5 ms of CPU per trivial job on this project's 2-core VM.
 
-- process: new session and process group; rlimits on address space (``memory_mb``), CPU seconds
-  (timeout + 1), file size (``max_output_bytes``, which also caps stdout/stderr, kept in a memfd),
-  no core dumps; stdin is /dev/null; environment replaced (no tokens or keys); a private work dir,
-  removed afterwards; ``PR_SET_NO_NEW_PRIVS``. Wall clock enforced by the server.
-- unprivileged uid: when the server runs as root (CI, containers) each child drops to a random
-  uid unique to its server, so ``RLIMIT_NPROC`` (``max_processes``) holds, jobs cannot signal
-  each other or the server, and cleanup kills every process of that uid atomically.
-- bubblewrap (``isolation=bwrap``; ``auto`` uses it when it works): one namespace per worker,
-  started once (~50 ms): new PID, network (loopback only), IPC and UTS namespaces; a root
-  holding only /usr, /etc, the interpreter's prefix (read-only) and a private /tmp tmpfs capped
-  at ``disk_mb``; home directories, the checkout, site-packages and the host's /tmp are not there.
-  After each job the server kills everything left in its namespace. It adds no per-job cost.
-- no bubblewrap (``plain``): the network is cut by moving the server into an empty network
-  namespace where the kernel allows it (root, or unprivileged user namespaces); otherwise a
-  warning says the program can reach the network. The filesystem is protected only by the uid
-  drop (as root) — as a non-root user the program can touch that user's files. Orphans are
-  found through the server being a child subreaper.
+Isolation layers and their cost:
 
-Verdicts. Each ``assert`` in a test is rewritten so the harness checks it: ``==`` compares types
-strictly (``True != 1``, ``[1] != (1,)``; ints and floats compare by value, ``1 == 1.0``, floats
-exactly as written unless the test itself uses a tolerance; dict subclasses such as Counter compare
-as dicts) without calling a method the program wrote. Values a program function returns into a
-test must be plain data: an instance of a Python class that overrides comparison, hashing, truth or
-arithmetic dunders fails the test. Builtins are a fresh copy per test. The child reports each test
-on a pipe as a line carrying a nonce it reads only after the program's top level ran; the server
-rejects any line without it or out of order, and counts tests. Printing a marker, ``sys.exit(0)``,
-``os._exit(0)``, rigged ``__eq__``, replacing builtins or writing to the report pipe all fail.
+- process (always; in the per-job cost): new session, its own process group; rlimits on address
+  space (``memory_mb``), CPU seconds (timeout + 1), file size (``max_output_bytes``, which also caps
+  stdout/stderr, kept in a memfd), no core dumps; stdin /dev/null; a fixed small environment (no
+  tokens or keys); a private work dir, removed after each job; no-new-privs. The wall clock is
+  enforced by the server, which then kills the process group and every straggler.
+- unprivileged uid (when the server runs as root, as in CI and containers; free): each child drops
+  to a random uid unique to its server, so ``RLIMIT_NPROC`` (``max_processes``) holds, a job cannot
+  signal the server or other jobs, and cleanup kills every process of that uid at once.
+- bubblewrap (``isolation=bwrap``; ``auto`` uses it when it starts): one namespace per worker, made
+  once (~50 ms): new PID, network (loopback only), IPC and UTS namespaces; a root holding only
+  /usr, /etc and the interpreter's prefix read-only and a private /tmp tmpfs of ``disk_mb``; home
+  directories, the checkout, site-packages and the host's /tmp are not there. After each job one
+  ``kill(-1)`` in that namespace removes whatever is left. No per-job cost.
+- without bubblewrap (``plain``, or ``auto`` when bwrap cannot start, with a warning): the server
+  moves itself into an empty network namespace where the kernel allows it (root, or unprivileged
+  user namespaces), else a warning says programs can reach the network; files are protected only
+  by the uid drop (as root), so a program may write world-writable directories (/tmp, /dev/shm),
+  and as a non-root user anything that user can. With an interpreter in a private home (pyenv
+  under /root) the dropped uid can import only what the server preloaded (a larger set then).
 
-Residual risks (honest). The program runs in the same process as the checker: code that walks
-frames or the garbage collector (``sys._getframe``, ``gc.get_objects``, ``ctypes``) can find the
-nonce, the hooks or the comparison functions and forge a pass; this needs a program written
-against this harness. Arithmetic on instances of the program's own classes (not functions' return
-values) is not checked. Values the tests compute with stdlib Python classes the program
-monkeypatched (e.g. ``collections.Counter.__add__``) follow the patch. Without bubblewrap, a
-program may write world-writable directories (/tmp, /dev/shm) and, as non-root, anything the user
-can; a server killed by SIGKILL mid-job may leave that job's orphans. The timeout is wall clock on
-a shared machine, so a program near the limit can flip between runs.
+Verdicts. ``==`` in a test is checked by the harness, strictly: ``True != 1``, ``[1] != (1,)``,
+ints and floats compare by value (``1 == 1.0``, floats exactly as written unless the test itself
+uses a tolerance), dict subclasses such as Counter compare as dicts, namedtuples as tuples; no
+method the program wrote is called. A value that a non-C function returns into a test must be
+plain data: an instance of a Python class overriding comparison, hashing, truth, conversion or
+arithmetic dunders fails the test. Before each test, builtins are a fresh copy and the modules the
+test names are restored to their state before the program ran. The child reports each test as a
+line framed by a nonce it reads only after the top level ran; the server rejects any line without
+it or out of order and counts the tests. So printing a success marker, ``sys.exit(0)`` or
+``os._exit(0)`` before the tests, a rigged ``__eq__`` or str/int subclass, replacing builtins or
+stdlib functions, or writing to the report pipe all end as failed.
+
+Residual risks (honest). The checker runs in the program's process: a program written against
+this harness that walks frames or the garbage collector (``sys._getframe``, ``gc.get_objects``,
+``ctypes``) can find the nonce, the hooks or the comparison code and forge a pass. Names a test
+looks up in the program's namespace are the program's (a program defining its own ``abs`` changes
+``assert abs(f(x) - y) < 1e-6``), and arithmetic on instances of the program's classes (not on
+function results) is not checked. Without bubblewrap, see above; if the whole Python process is
+killed mid-job, a job's setsid'd orphans may survive. The timeout is wall clock on a shared
+machine, so a program near the limit can flip between runs.
 
 Statuses: PASSED iff every test passed; ERROR when the program does not load (syntax error,
 exception or exit at top level); TIMEOUT / MEMORY / OUTPUT_LIMIT when that limit was hit anywhere
-(private tests included); FAILED otherwise. Linux only (fork, pidfd, prctl).
+(private tests included; the feedback still describes public tests only); FAILED otherwise.
+Linux only (fork, pidfd, prctl; kernel >= 5.3).
 """
 
 from __future__ import annotations
@@ -184,16 +191,12 @@ class ExecResult:
     @property
     def public_passed(self) -> bool:
         """Every public test passed."""
-        return all(self.tests_passed[: self._n_public])
+        return all(self.tests_passed[: self.n_public])  # n_public None: all are public
 
     @property
     def private_passed(self) -> bool:
         """Every private test passed (True when there are none)."""
-        return all(self.tests_passed[self._n_public:])
-
-    @property
-    def _n_public(self) -> int:
-        return len(self.tests_passed) if self.n_public is None else self.n_public
+        return self.n_public is None or all(self.tests_passed[self.n_public:])
 
 
 class SandboxError(RuntimeError):
@@ -466,8 +469,8 @@ def verdict(facts: dict, job: Job, config: SandboxConfig) -> ExecResult:
     limit = _limit(facts)
 
     def result(status: Status, feedback: str, tests: list[bool] = passed) -> ExecResult:
-        text = feedback if len(feedback) <= config.max_feedback_chars else \
-            feedback[: config.max_feedback_chars - 3] + "..."
+        cap = config.max_feedback_chars
+        text = feedback if len(feedback) <= cap else feedback[: cap - 3] + "..."
         return ExecResult(status, tests, text, round(facts["duration_s"], 4), n_public)
 
     if facts["tampered"]:
@@ -501,12 +504,9 @@ def _limit(facts: dict) -> Status | None:
 
 
 def _cause(facts: dict, limit: Status | None, timeout: float) -> str:
-    if limit == Status.TIMEOUT:
-        return f"Timed out after {timeout:g} s"
-    if limit == Status.MEMORY:
-        return "Memory limit exceeded"
-    if limit == Status.OUTPUT_LIMIT:
-        return "Output limit exceeded"
+    if limit is not None:
+        return {Status.TIMEOUT: f"Timed out after {timeout:g} s", Status.MEMORY:
+                "Memory limit exceeded", Status.OUTPUT_LIMIT: "Output limit exceeded"}[limit]
     if facts["signal"]:
         return f"The program crashed ({facts['signal']})"
     return f"The program exited (exit code {facts['exit_code']})"
@@ -572,7 +572,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         config = SandboxConfig(timeout_s=args.timeout, memory_mb=args.memory_mb,
                                workers=args.workers, isolation=args.isolation)
-        with sys.stdin if args.input == "-" else open(args.input, encoding="utf-8") as stream:
+        try:
+            stream = sys.stdin if args.input == "-" else open(args.input, encoding="utf-8")
+        except OSError as e:
+            raise OSError(f"cannot read {args.input}: {e.strerror}") from None
+        with stream:
             rows, bad = _read_rows(stream)
         with Sandbox(config) as sandbox:
             results = sandbox.run_batch([job for _, job in rows],

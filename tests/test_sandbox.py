@@ -152,7 +152,7 @@ def test_results_before_a_hang_are_kept(sandbox):
 def test_a_public_hang_says_timed_out(sandbox):
     r = go(sandbox, "def f():\n    while True:\n        pass\n", timeout_s=1)
     assert r.status == Status.TIMEOUT and r.feedback == "Failed: assert f() == 1\nTimed out after 1 s"
-    assert 1 <= r.duration_s < 2
+    assert 1 <= r.duration_s < 3
 
 
 def test_no_public_tests_means_no_feedback(sandbox):
