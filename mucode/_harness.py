@@ -220,9 +220,11 @@ class Server:
     def _compile(self, tests: list[str]) -> list:
         if len(self.compiled) > 4096:
             self.compiled.clear()
-        for src in tests:
-            if src not in self.compiled:
-                self.compiled[src] = _checker.compile_test(src, self.pristine)
+        new = [src for src in tests if src not in self.compiled]
+        for src in new:
+            self.compiled[src] = _checker.compile_test(src, self.pristine)
+        if new:
+            gc.freeze()  # a child's collections then never walk (and copy) the cached code
         return [self.compiled[src] for src in tests]
 
     def run(self, job: dict) -> dict:
