@@ -125,28 +125,31 @@ def _cpu() -> float:
 
 def run_cold(config: SandboxConfig, jobs: list[tuple[dict, str, str]]) -> list[bool]:
     """A fresh pool: startup, cold test-compile caches and shutdown are all in the time."""
+    before = _children(os.getpid())
     with Sandbox(config) as sandbox:
         verdicts = run_mucode(sandbox, jobs)
-        _TREE_CPU.append(_tree_cpu(os.getpid()))  # bwrap's init does not pass CPU up on exit
+        # bwrap's init does not pass its children's CPU up when it exits: read the pool's tree
+        _TREE_CPU.append(sum(_tree_cpu(pid) for pid in _children(os.getpid()) - before))
     return verdicts
 
 
 _TREE_CPU: list[float] = []
 
 
+def _children(pid: int) -> set[int]:
+    kids: set[int] = set()
+    for task in os.listdir(f"/proc/{pid}/task"):
+        with open(f"/proc/{pid}/task/{task}/children") as f:
+            kids.update(map(int, f.read().split()))
+    return kids
+
+
 def _tree_cpu(pid: int) -> float:
-    """CPU seconds of the live descendants of ``pid`` and of the children they reaped."""
-    total, stack = 0.0, [pid]
-    while stack:
-        parent = stack.pop()
-        for task in os.listdir(f"/proc/{parent}/task"):
-            with open(f"/proc/{parent}/task/{task}/children") as f:
-                for child in map(int, f.read().split()):
-                    with open(f"/proc/{child}/stat") as g:
-                        fields = g.read().rsplit(")", 1)[1].split()
-                    total += sum(int(x) for x in fields[11:15]) / os.sysconf("SC_CLK_TCK")
-                    stack.append(child)
-    return total
+    """CPU seconds of ``pid``, its live descendants and the children they reaped."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    own = sum(int(x) for x in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+    return own + sum(_tree_cpu(child) for child in _children(pid))
 
 
 def _cpu_model() -> str:
