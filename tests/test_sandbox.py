@@ -256,6 +256,16 @@ def test_stray_threads(sandbox):
     assert go(sandbox, program, ["assert f() == 1"] * 3).passed
 
 
+def test_reading_stdin_gets_end_of_file(sandbox):
+    r = go(sandbox, "def f():\n    return input()\n")
+    assert r.feedback == "Failed: assert f() == 1\nf() raised EOFError: EOF when reading a line (line 2)"
+
+
+def test_null_bytes_in_the_program_are_an_error(sandbox):
+    r = go(sandbox, "def f():\n    return 1\x00\n")
+    assert r.status == Status.ERROR and r.feedback.startswith("Error: ")
+
+
 # ---------------------------------------------------------------- isolation
 def write_attempts(paths: list[str]) -> str:
     return f"""
@@ -278,7 +288,7 @@ def test_writes_outside_the_work_dir(sandbox, tmp_path):
     paths = [f"/tmp/{m}", f"../{m}", f"{tmp_path}/{m}", f"{os.getcwd()}/{m}", f"/root/{m}",
              f"/etc/{m}", f"/var/tmp/{m}", f"/dev/shm/{m}", f"{os.path.expanduser('~')}/{m}"]
     tests = ["assert f() == []"]
-    if sandbox.isolation == IsolationMode.PLAIN:  # world-writable dirs stay writable without bwrap
+    if sandbox.isolation == IsolationMode.plain:  # world-writable dirs stay writable without bwrap
         tests = [f"assert [p for p in f() if not p.startswith(('/tmp/', '/var/tmp/', '/dev/shm/'))] == []"]
     assert go(sandbox, write_attempts(paths), tests).passed
     for p in paths[2:5] + paths[5:6] + paths[8:]:
@@ -523,7 +533,7 @@ def test_run_batch_keeps_input_order_and_submit_returns_futures(sandbox):
 def test_auto_falls_back_to_plain_and_bwrap_insists(monkeypatch, caplog):
     monkeypatch.setattr("mucode.sandbox._find_bwrap", lambda: "/bin/false")
     with Sandbox(SandboxConfig(workers=1)) as sb:
-        assert sb.isolation == IsolationMode.PLAIN and go(sb, OK).passed
+        assert sb.isolation == IsolationMode.plain and go(sb, OK).passed
     assert "falling back to plain isolation" in caplog.text
     with pytest.raises(SandboxError, match="isolation=bwrap but bubblewrap is not usable"):
         Sandbox(SandboxConfig(workers=1, isolation="bwrap"))
@@ -573,6 +583,10 @@ def test_config_is_validated():
     with pytest.raises(ValueError, match="sandbox.workers must be >= 0"):
         SandboxConfig(workers=-1)
     assert SandboxConfig(workers=10**6).workers == 10**6  # clamped to the cores by Sandbox
+    from omegaconf import OmegaConf  # as Hydra builds it from YAML values
+
+    yaml = OmegaConf.merge(OmegaConf.structured(SandboxConfig), {"isolation": "plain", "timeout_s": 2})
+    assert OmegaConf.to_object(yaml).isolation is IsolationMode.plain
     with pytest.raises(ValueError, match="field 'tests' must be a list of strings"):
         check_job(Job(OK, "assert f() == 1"))  # type: ignore[arg-type]
 
