@@ -402,41 +402,60 @@ class Pristine:
         return frozenset(names), pairs
 
     def restore(self, plan: tuple) -> None:
-        """Put the modules back as they were (attributes the program added stay)."""
+        """Put back the modules a test names (attributes the program added stay).
+
+        Only names the test mentions: touching every module would copy their pages in the child.
+        """
         names, pairs = plan
-        for name in [n for n in _MODULES if n not in self.modules and n.split(".")[0] in names]:
-            del _MODULES[name]
-        _MODULES.update(self.modules)
+        for name in names:
+            saved = self.modules.get(name)
+            if saved is not None:
+                _MODULES[name] = saved
+            else:  # planted or imported by the program: the test's import loads the real one
+                _MODULES.pop(name, None)
         for live, saved in pairs:
             live.update(saved)
 
 
+class Prepared:
+    """A job made ready in the server before the fork: namespace, hooks, bound tests, builtins.
+
+    Building these in the child would copy-on-write every page their objects touch (builtins
+    copies alone cost ~50 page faults each); built before the fork, the child only uses them.
+    """
+
+    def __init__(self, job: dict, compiled: list, pristine: Pristine, limit: int):
+        self.program, self.n_public, self.pristine, self.limit = (
+            job["program"], job["n_public"], pristine, limit)
+        self.hooks = Hooks(limit)
+        self.module = _ModuleType("program")
+        self.module.__dict__["__builtins__"] = dict(_PRISTINE)
+        self.tests = [(src, code if type(code) is str else bind_hooks(code, self.hooks), sites,
+                       plan, dict(_PRISTINE))
+                      for src, (code, sites, plan) in zip(job["tests"], compiled)]
+
+
 # ---------------------------------------------------------------- the child
-def run_tests(job: dict, compiled: list, pristine: Pristine, limit: int, channel: int,
-              nonce_fd: int) -> None:
-    """Run the top level, then each compiled test (from ``compile_test``); report on ``channel``."""
-    hooks = Hooks(limit)
-    tests = [(src, code if type(code) is str else bind_hooks(code, hooks), sites, plan)
-             for src, (code, sites, plan) in zip(job["tests"], compiled)]
-    module = _ModuleType("program")
+def run_tests(job: Prepared, channel: int, nonce_fd: int) -> None:
+    """Run the top level, then each test; report each on ``channel`` as soon as it is known."""
     for name in ("_checker", "_harness", "mucode._checker", "mucode._harness"):
         _MODULES.pop(name, None)
-    _MODULES["program"] = _MODULES["__main__"] = module
-    ns = module.__dict__
-    ns["__builtins__"] = dict(_PRISTINE)
-    load_error = _load(job["program"], ns, limit)
+    _MODULES["program"] = _MODULES["__main__"] = job.module
+    ns = job.module.__dict__
+    load_error = _load(job.program, ns, job.limit)
     nonce = _read(nonce_fd, 64).decode("ascii", "replace")
     emit = _Emitter(channel, nonce)
     if load_error is not None:
         emit("E", 0, "m" if load_error == "Memory limit exceeded" else "e", load_error)
         return
     emit("L", 0, "-", "")
-    for i, (src, code, sites, plan) in enumerate(tests):
-        hooks.reset(sites, src)
-        pristine.restore(plan)
-        ok, memory, feedback = _run_one(src, code, ns, hooks, i < job["n_public"], limit)
+    for i, (src, code, sites, plan, builtins_copy) in enumerate(job.tests):
+        job.hooks.reset(sites, src)
+        job.pristine.restore(plan)
+        ns["__builtins__"] = builtins_copy
+        ok, memory, feedback = _run_one(src, code, ns, job.hooks, i < job.n_public, job.limit)
         emit("T", i, "p" if ok else "m" if memory else "f", feedback)
-    emit("D", len(tests), "-", "")
+    emit("D", len(job.tests), "-", "")
 
 
 def _load(program: str, ns: dict, limit: int) -> str | None:
@@ -450,7 +469,6 @@ def _load(program: str, ns: dict, limit: int) -> str | None:
 def _run_one(src: str, code, ns: dict, hooks: Hooks, public: bool, limit: int):
     if type(code) is str:
         return False, False, _cap(f"Failed: {src.strip()}\n{code}", limit) if public else ""
-    ns["__builtins__"] = dict(_PRISTINE)
     error = None
     try:
         exec(code, ns)

@@ -114,6 +114,7 @@ def enter_child(cfg: dict, job: dict, out_fd: int, keep: tuple, uid: int | None)
         os.setresuid(uid, uid, uid)
     if not cfg["pid_namespace"]:  # no namespace is torn down if the server dies: die with it
         _prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    random.seed(0)  # again: the random module reseeds itself from urandom in every forked child
 
 
 def prepare(cfg: dict) -> bool:
@@ -137,7 +138,6 @@ def prepare(cfg: dict) -> bool:
     signal.signal(signal.SIGXFSZ, signal.SIG_DFL)  # Python ignores it; a child must die of it
     sys.argv[:] = ["program"]
     sys.path[:] = [p for p in sys.path if p != os.path.dirname(os.path.abspath(__file__))]
-    random.seed(0)
     gc.collect()
     gc.freeze()  # forked children do not touch these objects' gc headers
     return network
@@ -230,7 +230,8 @@ class Server:
     def run(self, job: dict) -> dict:
         """Run one job; return its facts."""
         self.seq += 1
-        compiled = self._compile(job["tests"])  # here, before any program runs
+        prepared = _checker.Prepared(job, self._compile(job["tests"]), self.pristine,
+                                     self.cfg["max_feedback_chars"])  # before any program runs
         workdir = self.cfg["workdir"]  # one path per server: HOME and TMPDIR point at it
         try:
             os.mkdir(workdir, 0o700)
@@ -246,7 +247,7 @@ class Server:
         start = time.monotonic()
         pid = os.fork()
         if pid == 0:
-            self._child(job, compiled, out_fd, (channel_w, nonce_r))
+            self._child(job, prepared, out_fd, (channel_w, nonce_r))
         for fd in (channel_w, nonce_r):
             os.close(fd)
         try:
@@ -270,11 +271,11 @@ class Server:
             shutil.rmtree(workdir, ignore_errors=True)
         return facts
 
-    def _child(self, job: dict, compiled: list, out_fd: int, keep: tuple) -> None:
+    def _child(self, job: dict, prepared: _checker.Prepared, out_fd: int, keep: tuple) -> None:
         code = 0
         try:
             enter_child(self.cfg, job, out_fd, keep, self.uid)
-            _checker.run_tests(job, compiled, self.pristine, self.cfg["max_feedback_chars"], *keep)
+            _checker.run_tests(prepared, *keep)
         except BaseException:  # noqa: BLE001 - the child must never return into the server
             code = 70
         _exit(code)

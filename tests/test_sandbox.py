@@ -155,6 +155,12 @@ def test_a_public_hang_says_timed_out(sandbox):
     assert 1 <= r.duration_s < 3
 
 
+def test_runs_are_deterministic(sandbox):
+    program = "import random\ndef f():\n    return [random.random(), sorted({'b', 'a', 'c'}), hash('x')]\n"
+    first, second = go(sandbox, program), go(sandbox, program)
+    assert first.feedback == second.feedback and "f() returned [0.844421851" in first.feedback
+
+
 def test_no_public_tests_means_no_feedback(sandbox):
     r = go(sandbox, "def f():\n    return 2\n", n_public=0)
     assert r.status == Status.FAILED and r.feedback == ""
