@@ -9,17 +9,19 @@ It answers one length-prefixed JSON job on stdin with one message of *facts* on 
 top level loaded, each test's outcome in order, which limit was hit, how the child ended.
 ``mucode.sandbox.verdict`` turns facts into a status; nothing here decides one.
 
-Per job the server forks a child from its pre-imported state (``_PRELOAD``, garbage collector
-frozen). The child starts a new session, points stdin at /dev/null and stdout/stderr at a memfd,
-closes every other descriptor, caps address space, CPU seconds, file size and (as a dropped uid)
-processes, drops to the server's random unprivileged uid when the server is root, sets
-no-new-privs and a parent-death signal, replaces its environment, and hands over to
-``_checker.run_tests``. The server reads the child's report lines as they come (so a later hang
-does not lose earlier results), kills the child's process group at the deadline, then sweeps:
-every process the job left behind is killed — the whole PID namespace under bubblewrap, every
-process of the job's uid when root, the process group and reparented orphans otherwise (the server
-is a child subreaper) — and reaped before the next job starts. A self-test job at start proves the
-whole path works before the server says it is ready.
+Once, ``prepare`` sets what every child inherits (environment, work dir path, signal dispositions,
+no-new-privs, subreaper, preloaded modules, frozen garbage collector). Per job the server compiles
+the tests (cached by source) and builds the job's namespace, builtins copies and bound hooks
+(``_checker.Prepared``), then forks. The child starts a new session, points stdin at /dev/null and
+stdout/stderr at a memfd, closes every other descriptor, caps address space, CPU seconds, file size
+and (as a dropped uid) processes, drops to the server's random unprivileged uid when the server is
+root, reseeds ``random``, and hands over to ``_checker.run_tests``. The server reads the child's
+report lines as they come (so a later hang does not lose earlier results), kills the child's
+process group at the deadline, then sweeps: every process the job left behind is killed — the
+whole PID namespace under bubblewrap, every process of the job's uid when root, the process group
+and reparented orphans otherwise (the server is a child subreaper) — and reaped before the next
+job starts. A self-test job at start proves the whole path works before the server says it is
+ready.
 """
 
 from __future__ import annotations

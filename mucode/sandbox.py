@@ -23,7 +23,7 @@ worker per usable core) and hands out jobs as workers free up, so a slow job nev
 Each job is a fresh ``fork`` of the server, which has the checker and common modules imported.
 The child runs ``mucode/_checker.py``: tests compiled in the server (cached by source) with every
 ``assert`` rewritten into hooks, then the program's top level, then each test, each result
-streamed to the server at once. About 2.5 ms of CPU per trivial job on this project's 2-core VM.
+streamed to the server at once. About 2–2.5 ms of CPU per trivial job on this project's 2-core VM.
 
 Isolation layers and their cost:
 
