@@ -235,11 +235,8 @@ class Server:
         prepared = _checker.Prepared(job, self._compile(job["tests"]), self.pristine,
                                      self.cfg["max_feedback_chars"])  # before any program runs
         workdir = self.cfg["workdir"]  # one path per server: HOME and TMPDIR point at it
-        try:
-            os.mkdir(workdir, 0o700)
-        except FileExistsError:  # a previous job's leftovers that rmtree could not remove
-            shutil.rmtree(workdir, ignore_errors=True)
-            os.mkdir(workdir, 0o700)
+        _clear(workdir)
+        os.mkdir(workdir, 0o700)
         if self.uid is not None:
             os.chown(workdir, self.uid, self.uid)
         out_fd = os.memfd_create("output")
@@ -267,10 +264,7 @@ class Server:
         facts["output_limit"] = facts.pop("xfsz") or os.fstat(out_fd).st_size >= \
             self.cfg["max_output_bytes"]
         os.close(out_fd)
-        try:
-            os.rmdir(workdir)  # the common case, much cheaper than rmtree on a disk
-        except OSError:
-            shutil.rmtree(workdir, ignore_errors=True)
+        _clear(workdir)
         return facts
 
     def _child(self, job: dict, prepared: _checker.Prepared, out_fd: int, keep: tuple) -> None:
@@ -346,6 +340,19 @@ class Server:
         if facts["results"] == [[True, False, ""]] and facts["done"]:
             return None
         return f"the sandbox self-test failed: {json.dumps(facts)}"
+
+
+def _clear(workdir: str) -> None:
+    """Remove a job's work dir; set aside what cannot be removed (a non-root plain run)."""
+    try:
+        os.rmdir(workdir)  # the common case, much cheaper than rmtree on a disk
+        return
+    except FileNotFoundError:
+        return
+    except OSError:
+        shutil.rmtree(workdir, ignore_errors=True)
+    if os.path.lexists(workdir):
+        os.rename(workdir, f"{workdir}.{time.monotonic_ns()}")
 
 
 def _kill(pid: int) -> bool:
