@@ -1,0 +1,152 @@
+"""Generator SFT: the loss mask from the chat structure, truncation, the loss, warm-start examples,
+and the train_generator stage through its Hydra config on a tiny model."""
+
+import json
+
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from omegaconf import OmegaConf
+
+from mucode import artifacts, sft
+from mucode.config import CONF_DIR, register
+from mucode.models import ModelConfig, load_generator
+from mucode.prompts import first_turn, format_code, next_turn
+from mucode.records import Problem, SFTExample, write_records
+from mucode.sft import IGNORE, TrainGeneratorConfig, Tokenized, train_generator
+
+TARGET = "def fold(x):\n    return x + 3"
+
+
+def two_turn_example() -> SFTExample:
+    state = [{"role": "user", "content": "Write a function fold(x) that will add 3 to x.\n\nTests:\nassert fold(1) == 4"}]
+    state = next_turn(state, "def fold(x):\n    return x", "Failed: assert fold(1) == 4\nfold(1) returned 1")
+    return SFTExample("p0", state, TARGET)
+
+
+def test_loss_mask_covers_exactly_the_final_assistant_turn_and_its_end_token(tiny_tokenizer):
+    tok = tiny_tokenizer
+    item = sft.tokenize(tok, two_turn_example(), max_length=512)
+    ids, labels = item.input_ids, sft.labels_of(item)
+    assistant = tok.convert_tokens_to_ids("<|assistant|>")
+    final_start = max(i for i, t in enumerate(ids) if t == assistant) + 1  # after the last <|assistant|>
+    assert ids.count(assistant) == 2  # the earlier (failed) answer is in the prompt, unlabelled
+    assert all(label == IGNORE for label in labels[:final_start])
+    assert labels[final_start:] == ids[final_start:]
+    assert ids[-1] == labels[-1] == tok.convert_tokens_to_ids("<|end|>") == tok.eos_token_id
+    assert tok.decode(ids[final_start:-1]) == format_code(TARGET)
+    assert item.prompt_len == final_start
+
+
+def test_long_prompt_is_cut_from_the_left_and_long_targets_are_dropped(tiny_tokenizer):
+    tok = tiny_tokenizer
+    full = sft.tokenize(tok, two_turn_example(), max_length=512)
+    target_len = len(full.input_ids) - full.prompt_len
+    cut = sft.tokenize(tok, two_turn_example(), max_length=target_len + 5)
+    assert len(cut.input_ids) == target_len + 5 and cut.prompt_len == 5
+    assert cut.input_ids[0] == tok.bos_token_id  # bos kept, then the prompt's last 4 tokens
+    assert cut.input_ids[1:] == full.input_ids[-(target_len + 4):]
+    assert sft.tokenize(tok, two_turn_example(), max_length=target_len) is None
+    items, dropped = sft.tokenize_all(tok, [two_turn_example()] * 3, max_length=target_len)
+    assert (items, dropped) == ([], 3)
+
+
+def test_template_without_prefix_property_fails_loudly(tiny_tokenizer):
+    tok = tiny_tokenizer
+    saved = tok.chat_template
+    # a template that renders the generation prompt differently from a finished conversation
+    tok.chat_template = saved.replace("{% if add_generation_prompt %}<|assistant|>{% endif %}",
+                                      "{% if add_generation_prompt %}<|assistant|>Sure:{% endif %}")
+    try:
+        with pytest.raises(ValueError, match="example p0: the chat template's prompt tokens are not a prefix"):
+            sft.tokenize(tok, two_turn_example(), max_length=512)
+    finally:
+        tok.chat_template = saved
+
+
+def test_collate_right_pads_and_masks_padding():
+    batch = sft.collate([Tokenized([5, 6, 7, 8], 2), Tokenized([5, 9], 1)], pad_id=0)
+    assert batch["input_ids"].tolist() == [[5, 6, 7, 8], [5, 9, 0, 0]]
+    assert batch["labels"].tolist() == [[IGNORE, IGNORE, 7, 8], [IGNORE, 9, IGNORE, IGNORE]]
+    assert batch["attention_mask"].tolist() == [[1, 1, 1, 1], [1, 1, 0, 0]]
+
+
+class FixedLogits(torch.nn.Module):
+    """A 'model' whose logits favour token 1 everywhere: log-probs are known in closed form."""
+
+    def forward(self, input_ids, attention_mask=None):
+        logits = torch.zeros(*input_ids.shape, 3)
+        logits[..., 1] = 1.0
+        return type("Out", (), {"logits": logits})()
+
+
+def test_sft_loss_is_the_mean_over_examples_of_per_token_means():
+    batch = sft.collate([Tokenized([0, 1, 1, 2], 1), Tokenized([0, 2], 1)], pad_id=0)
+    loss, metrics = sft.sft_loss(FixedLogits(), batch)
+    log_z = torch.log(torch.tensor(2.0) + torch.e)
+    nll_1, nll_other = log_z - 1.0, log_z  # -log p(token 1), -log p(token 0 or 2)
+    first = (nll_1 + nll_1 + nll_other) / 3  # targets 1, 1, 2
+    second = nll_other  # target 2
+    assert loss.item() == pytest.approx(((first + second) / 2).item(), rel=1e-6)
+    assert metrics["accuracy"].item() == pytest.approx((2 / 3 + 0) / 2)
+
+
+def test_warmup_examples_are_single_turn_references():
+    problems = [Problem("a", "Write f(x) that adds 1.", "f", ["assert f(1) == 2"], ["assert f(2) == 3"],
+                        reference="def f(x):\n    return x + 1")]
+    (example,) = sft.warmup_examples(problems)
+    assert example.messages == first_turn(problems[0]) and example.target == problems[0].reference
+    problems[0].reference = None
+    with pytest.raises(ValueError, match="problem a: no reference solution"):
+        sft.warmup_examples(problems)
+
+
+def _compose(overrides: list[str]) -> TrainGeneratorConfig:
+    register()
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        return OmegaConf.to_object(compose(config_name="train_generator", overrides=overrides))
+
+
+def test_default_config_is_the_warm_start():
+    config = _compose([])
+    assert isinstance(config, TrainGeneratorConfig)
+    assert config.warmup and not config.inputs and config.init == "base"
+    assert config.out_dir == "runs/default/warmup"
+    assert (config.train.max_steps, config.train.lr, config.train.batch_tokens) == (550, 4e-3, 2048)
+    with pytest.raises(ValueError, match="no data"):
+        _compose(["warmup=false"])
+
+
+def test_stage_trains_from_init_saves_model_manifest_and_skips_when_done(tiny_model_dir, tmp_path):
+    data = tmp_path / "data"
+    write_records([SFTExample(f"p{i}", two_turn_example().messages, f"def fold(x):\n    return x + {i}")
+                   for i in range(8)], data)
+    config = _compose([f"run_dir={tmp_path}", f"out_dir={tmp_path}/iter1/sft", f"inputs=[{data}]", "warmup=false",
+                       f"init={tiny_model_dir}", "train.max_steps=3", "train.batch_tokens=0", "train.batch_size=4",
+                       "train.max_length=256", "train.precision=fp32", "train.warmup_steps=1", "train.lr=1e-2",
+                       "train.log_every=1", "tracking.wandb=disabled"])
+    result = train_generator(config)
+    out = tmp_path / "iter1" / "sft"
+    manifest = artifacts.read_manifest(out)
+    assert manifest["outputs"] == ["model"] and manifest["metrics"]["train"]["steps"] == 3 == result.steps
+    assert set(manifest["inputs"]) == {"input0", "init"}
+    assert OmegaConf.load(out / "config.yaml").train.max_steps == 3
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert {r["stage"] for r in rows} == {"iter1/sft"} and len(rows) == 3
+    before, _ = load_generator(ModelConfig(), str(tiny_model_dir))
+    after, tok = load_generator(ModelConfig(), str(out / "model"))
+    assert tok.chat_template and tok.eos_token == "<|end|>"
+    start = dict(before.named_parameters())
+    assert all(not torch.equal(p, start[n]) for n, p in after.named_parameters())
+    assert train_generator(config) == result  # complete: skipped
+
+
+def test_stage_without_its_inputs_names_them(tmp_path):
+    config = _compose([f"run_dir={tmp_path}"])
+    with pytest.raises(FileNotFoundError, match="base/model: base model not found"):
+        train_generator(config)
+    config = _compose([f"run_dir={tmp_path}", f"inputs=[{tmp_path}/nothing]", "warmup=false", f"init={tmp_path}"])
+    with pytest.raises(FileNotFoundError, match="nothing: SFT examples not found"):
+        train_generator(config)
