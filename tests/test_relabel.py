@@ -44,20 +44,20 @@ def test_both_mode_relabels_top_failed_with_y_star():
 
 
 def test_oracle_mode_and_default_count():
-    ex = relabel_problem(_episodes(), SCORES, RelabelConfig(mode=RelabelMode.ORACLE))
+    ex = relabel_problem(_episodes(), SCORES, RelabelConfig(mode=RelabelMode.oracle))
     # y* = A; all 3 failed episodes relabeled (order by verifier score: e2, e1, e3)
     assert _pairs(ex)[3:] == [(1, "A"), (1, "A"), (3, "A"), (5, "A"), (1, "A"), (3, "A"), (5, "A")]
 
 
 def test_learned_mode_can_pick_a_wrong_target():
-    ex = relabel_problem(_episodes(), SCORES, RelabelConfig(mode=RelabelMode.LEARNED, relabel_failed=1))
+    ex = relabel_problem(_episodes(), SCORES, RelabelConfig(mode=RelabelMode.learned, relabel_failed=1))
     assert _pairs(ex)[-1] == (1, "w2")
 
 
 def test_rft_keeps_successes_only_and_star_first_turn_only():
-    assert _pairs(relabel_problem(_episodes(), SCORES, RelabelConfig(mode=RelabelMode.RFT))) == [
+    assert _pairs(relabel_problem(_episodes(), SCORES, RelabelConfig(mode=RelabelMode.rft))) == [
         (1, "A"), (3, "A"), (1, "B")]
-    assert _pairs(relabel_problem(_episodes(), SCORES, RelabelConfig(mode=RelabelMode.STAR))) == [(1, "B")]
+    assert _pairs(relabel_problem(_episodes(), SCORES, RelabelConfig(mode=RelabelMode.star))) == [(1, "B")]
 
 
 def test_no_correct_candidate_gives_no_relabels_with_oracle():
@@ -67,7 +67,7 @@ def test_no_correct_candidate_gives_no_relabels_with_oracle():
 
 def test_relabel_dedups_and_orders_by_problem():
     eps = _episodes() + [Episode("a", 0, 0, [_turn(1, "C", True, True)])] * 2
-    ex = relabel(eps, SCORES, RelabelConfig(mode=RelabelMode.RFT))
+    ex = relabel(eps, SCORES, RelabelConfig(mode=RelabelMode.rft))
     assert [e.problem_id for e in ex] == ["a", "p", "p", "p"]
 
 
@@ -75,4 +75,4 @@ def test_config_validation():
     with pytest.raises(ValueError, match="relabel.relabel_failed"):
         RelabelConfig(relabel_failed=-1)
     with pytest.raises(ValueError, match="beta_learned > 0"):
-        RelabelConfig(mode=RelabelMode.LEARNED, beta_learned=0)
+        RelabelConfig(mode=RelabelMode.learned, beta_learned=0)

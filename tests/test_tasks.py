@@ -205,7 +205,7 @@ def test_mbpp_gz_and_parquet_copies(tmp_path):
 
 
 def test_mbpp_through_the_loader_index():
-    config = TaskConfig(name=TaskName.MBPP, path=str(MBPP_SAMPLE), limit=2)
+    config = TaskConfig(name=TaskName.mbpp, path=str(MBPP_SAMPLE), limit=2)
     assert split_names(config) == ["train", "valid", "test"]
     assert [p.id for p in load_problems(config, "test")] == ["mbpp/11", "mbpp/12"]
     with pytest.raises(ValueError, match="task 'mbpp' has no split 'warmup'; its splits are train, valid, test"):
@@ -241,7 +241,7 @@ def test_mbpp_bad_input(tmp_path, monkeypatch):
 
 
 def test_humaneval_loads_164_problems():
-    config = TaskConfig(name=TaskName.HUMANEVAL)
+    config = TaskConfig(name=TaskName.humaneval)
     assert split_names(config) == ["test"]
     problems = load_problems(config, "test")
     assert len(problems) == 164 and problems[0].id == "HumanEval/0"
@@ -327,7 +327,7 @@ def _problem(i: int, entry_point: str = "add") -> Problem:
 
 def test_jsonl_single_file(tmp_path):
     path = write_jsonl([_problem(1), _problem(2)], tmp_path / "mine.jsonl")
-    config = TaskConfig(name=TaskName.JSONL, path=str(path))
+    config = TaskConfig(name=TaskName.jsonl, path=str(path))
     assert split_names(config) == ["test"]
     assert load_problems(config, "test") == [_problem(1), _problem(2)]
     with pytest.raises(ValueError, match="task 'jsonl' has no split 'train'; its splits are test"):
@@ -337,15 +337,15 @@ def test_jsonl_single_file(tmp_path):
 def test_jsonl_folder_of_splits(tmp_path):
     write_jsonl([_problem(1)], tmp_path / "train.jsonl")
     write_jsonl([_problem(2)], tmp_path / "test.jsonl")
-    config = TaskConfig(name=TaskName.JSONL, path=str(tmp_path))
+    config = TaskConfig(name=TaskName.jsonl, path=str(tmp_path))
     assert split_names(config) == ["train", "test"]
     assert load_problems(config, "train") == [_problem(1)]
 
 
 def test_jsonl_bad_input(tmp_path):
     with pytest.raises(ValueError, match="task.path is required for task 'jsonl'"):
-        TaskConfig(name=TaskName.JSONL)
-    missing = TaskConfig(name=TaskName.JSONL, path=str(tmp_path / "none.jsonl"))
+        TaskConfig(name=TaskName.jsonl)
+    missing = TaskConfig(name=TaskName.jsonl, path=str(tmp_path / "none.jsonl"))
     with pytest.raises(FileNotFoundError, match="none.jsonl: problems file not found"):
         load_problems(missing, "test")
     bad = tmp_path / "bad.jsonl"
@@ -353,10 +353,10 @@ def test_jsonl_bad_input(tmp_path):
     del row["entry_point"]
     bad.write_text(json.dumps(_problem(1).__dict__) + "\n\n" + json.dumps(row) + "\n")
     with pytest.raises(RecordError, match=r"bad.jsonl line 3: field 'entry_point' is missing"):
-        load_problems(TaskConfig(name=TaskName.JSONL, path=str(bad)), "test")
+        load_problems(TaskConfig(name=TaskName.jsonl, path=str(bad)), "test")
     bad.write_text(json.dumps(_problem(1).__dict__) + "\n" + json.dumps(_problem(1).__dict__) + "\n")
     with pytest.raises(RecordError, match=r"bad.jsonl line 2: field 'id' repeats 'mine/1'"):
-        load_problems(TaskConfig(name=TaskName.JSONL, path=str(bad)), "test")
+        load_problems(TaskConfig(name=TaskName.jsonl, path=str(bad)), "test")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -366,7 +366,7 @@ def test_jsonl_bad_input(tmp_path):
 def test_task_config_validation():
     with pytest.raises(ValueError, match="task.name: unknown task 'nope'; choose one of embedded, mbpp, humaneval, jsonl"):
         TaskConfig(name="nope")  # type: ignore[arg-type]
-    assert TaskConfig(name="mbpp").name is TaskName.MBPP  # type: ignore[arg-type]
+    assert TaskConfig(name="mbpp").name is TaskName.mbpp  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="task.limit"):
         TaskConfig(limit=0)
     with pytest.raises(ValueError, match="task.path is not used by task 'embedded'"):

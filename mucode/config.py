@@ -1,0 +1,124 @@
+"""Typed Hydra configs: every stage's dataclass schema in one ConfigStore, and the stage entry wrapper.
+
+Each pipeline's YAML (conf/<stage>.yaml) starts with `defaults: [<stage>_schema, ..., _self_]`, so
+Hydra validates every value against the dataclass; sub-config groups (task/, model/, ...) merge into
+typed fields. The entry wrapper converts the composed config once with `OmegaConf.to_object` (which
+runs each dataclass's `__post_init__` checks) and turns user errors into one line on stderr and exit 2:
+
+    @stage_main("collect_rollouts")
+    def main(config: CollectRolloutsConfig) -> None:
+        collect_rollouts(config)
+
+Configs live in `conf/` at the repository root (mucode runs from a clone, like nanochat/torchtune).
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from hydra.core.config_store import ConfigStore
+
+CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
+
+# Errors a user can cause and fix: bad values and malformed rows (ValueError), missing files, no
+# permission or a full disk (OSError), a missing optional package. Anything else is a bug and keeps
+# its traceback.
+USER_ERRORS = (ValueError, OSError, ModuleNotFoundError)
+
+
+def schemas() -> dict[str, type]:
+    """Stage name -> its root config dataclass (imported lazily: configs live beside their stage)."""
+    from mucode.iterate import ExpertIterationConfig
+    from mucode.rollouts import CollectRolloutsConfig
+    from mucode.sft import TrainGeneratorConfig
+
+    return {
+        "expert_iteration": ExpertIterationConfig,
+        "collect_rollouts": CollectRolloutsConfig,
+        "train_generator": TrainGeneratorConfig,
+    }
+
+
+def register() -> None:
+    """Store every stage schema as `<stage>_schema` in Hydra's ConfigStore (idempotent)."""
+    cs = ConfigStore.instance()
+    for name, node in schemas().items():
+        cs.store(name=f"{name}_schema", node=node)
+
+
+def stage_main(config_name: str) -> Callable[[Callable[[Any], Any]], Callable[[], None]]:
+    """Decorate a stage function taking its typed config into a Hydra entry point."""
+    import hydra
+    from omegaconf import DictConfig, OmegaConf
+
+    def wrap(fn: Callable[[Any], Any]) -> Callable[[], None]:
+        register()
+
+        @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name=config_name)
+        @functools.wraps(fn)
+        def hydra_main(cfg: DictConfig) -> None:
+            try:
+                config = OmegaConf.to_object(cfg)
+                fn(config)
+            except USER_ERRORS as e:
+                logging.getLogger(fn.__module__).debug("user error", exc_info=True)
+                _fail(e)
+
+        def main() -> None:
+            check_overrides(config_name, sys.argv[1:])
+            hydra_main()
+
+        return main
+
+    return wrap
+
+
+def check_overrides(config_name: str, argv: list[str]) -> None:
+    """Compose the config with the command line's overrides once before Hydra does, so a bad group
+    option or value fails with one line (Hydra's own report spans a dozen)."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.errors import HydraException
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
+    overrides = [a for a in argv if not a.startswith(("-", "hydra.", "hydra/", "+hydra", "~hydra"))]
+    if any(a.startswith("-") for a in argv if a not in ("-m", "--multirun")):
+        return  # --help, --cfg, ...: leave them to Hydra
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+            if "--multirun" in argv or "-m" in argv:
+                return  # sweeps (a=1,2) are Hydra's to expand
+            OmegaConf.to_object(compose(config_name=config_name, overrides=overrides))
+    except (HydraException, OmegaConfBaseException, *USER_ERRORS) as e:
+        _fail(e)
+    finally:
+        GlobalHydra.instance().clear()
+
+
+def _fail(e: BaseException) -> None:
+    print(f"error: {_one_line(e)}", file=sys.stderr)
+    sys.exit(2)
+
+
+_NOISE = ("full_key:", "reference_type=", "object_type=", "Config search path", "provider=", "Set the environment")
+
+
+def _one_line(e: BaseException | None) -> str:
+    """One line from an exception and its causes: OmegaConf/Hydra reports folded, key dumps dropped."""
+    parts: list[str] = []
+    while e is not None and len(parts) < 3:
+        lines = [ln.strip() for ln in str(e).splitlines() if ln.strip() and not ln.strip().startswith(_NOISE)]
+        if any(ln.startswith("Available options") for ln in lines):
+            k = next(i for i, ln in enumerate(lines) if ln.startswith("Available options"))
+            lines = [f"{'; '.join(lines[:k])}; available: {', '.join(lines[k + 1:])}"]
+        if lines and lines[0] not in parts:
+            parts.append(lines[0])
+        e = e.__cause__
+    return ": ".join(parts) or "unknown error"
