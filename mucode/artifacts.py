@@ -28,6 +28,10 @@ from typing import Any
 MANIFEST = "manifest.json"
 
 
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
+
 def _tmp_sibling(path: Path, is_dir: bool) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     make = tempfile.mkdtemp if is_dir else tempfile.mkstemp
@@ -35,6 +39,8 @@ def _tmp_sibling(path: Path, is_dir: bool) -> Path:
     if not is_dir:
         os.close(made[0])
         made = made[1]
+    # mkstemp/mkdtemp make private (0600/0700) entries; the artifact gets the usual umask mode.
+    os.chmod(made, (0o777 if is_dir else 0o666) & ~_UMASK)
     return Path(made)
 
 

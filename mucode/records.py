@@ -20,6 +20,7 @@ A malformed row fails with one line naming the file, the row and the field (Reco
 from __future__ import annotations
 
 import dataclasses
+import gzip
 import json
 import types
 import typing
@@ -223,24 +224,34 @@ def read_records(path: str | Path, cls: type[R]) -> list[R]:
     return [from_row(cls, row, f"{path} row {i}") for i, row in enumerate(ds)]
 
 
-def read_jsonl(path: str | Path, cls: type[R]) -> list[R]:
-    """Read one record per line from a JSONL file; blank lines are skipped."""
+def json_rows(path: str | Path) -> list[tuple[str, dict[str, Any]]]:
+    """(where, object) for every non-blank line of a .jsonl or .jsonl.gz file.
+
+    Lines split on "\n" only (MBPP's rows end in "\r\n" and hold "\r" in their text); `where`
+    names the file and line ("data.jsonl line 7") for error messages.
+    """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: file not found")
-    out = []
-    with path.open(encoding="utf-8") as f:
-        for n, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise RecordError(f"{path} line {n}: not valid JSON ({e.msg})") from None
-            if not isinstance(row, dict):
-                raise RecordError(f"{path} line {n}: expected a JSON object")
-            out.append(from_row(cls, row, f"{path} line {n}"))
-    return out
+    raw = path.read_bytes()
+    text = (gzip.decompress(raw) if path.name.endswith(".gz") else raw).decode("utf-8")
+    rows = []
+    for n, line in enumerate(text.split("\n"), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise RecordError(f"{path} line {n}: not valid JSON ({e.msg})") from None
+        if not isinstance(row, dict):
+            raise RecordError(f"{path} line {n}: expected a JSON object")
+        rows.append((f"{path} line {n}", row))
+    return rows
+
+
+def read_jsonl(path: str | Path, cls: type[R]) -> list[R]:
+    """Read one record per line from a JSONL (or .jsonl.gz) file; blank lines are skipped."""
+    return [from_row(cls, row, where) for where, row in json_rows(path)]
 
 
 def write_jsonl(records: list[Any], path: str | Path) -> Path:
@@ -253,5 +264,5 @@ def write_jsonl(records: list[Any], path: str | Path) -> Path:
 
 __all__ = [
     "Episode", "Message", "Problem", "RecordError", "SFTExample", "Turn", "VerifierExample",
-    "from_row", "read_jsonl", "read_records", "to_row", "write_jsonl", "write_records",
+    "from_row", "json_rows", "read_jsonl", "read_records", "to_row", "write_jsonl", "write_records",
 ]

@@ -1,6 +1,7 @@
 """Every shipped config composes and converts to its typed dataclass, with every group option and
 every override the README and the slurm/ scripts use; bad values fail with one line."""
 
+import json
 import re
 import shlex
 import subprocess
@@ -97,3 +98,18 @@ def test_entry_point_bad_input_exits_nonzero_with_one_clear_line(tmp_path, overr
     lines = [ln for ln in proc.stderr.strip().splitlines() if ln.strip()]
     assert needle in lines[0], proc.stderr
     assert not list(tmp_path.glob("problems")), "a failed run left a stage folder"
+
+
+def test_entry_point_malformed_row_exits_nonzero_naming_file_line_and_field(tmp_path):
+    data = tmp_path / "mine.jsonl"
+    good = {"id": "a", "prompt": "Add.", "entry_point": "add", "public_tests": ["assert add(1, 2) == 3"],
+            "private_tests": [], "reference": None}
+    data.write_text(json.dumps(good) + "\n" + json.dumps({**good, "id": "b", "public_tests": "oops"}) + "\n")
+    run = tmp_path / "run"
+    cmd = [sys.executable, str(ROOT / "pipelines" / "expert_iteration.py"), f"run_dir={run}", "task=jsonl",
+           f"task.path={data}"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert proc.returncode != 0
+    lines = [ln for ln in proc.stderr.strip().splitlines() if ln.strip()]
+    assert len(lines) == 1 and f"{data} line 2" in lines[0] and "public_tests" in lines[0], proc.stderr
+    assert not (run / "problems").exists()

@@ -253,9 +253,11 @@ def test_humaneval_loads_164_problems():
     assert sum(s == "docstring" for s in sources.values()) >= 130
     assert sources["HumanEval/116"] == "official"  # its first docstring example is wrong
     assert {k for k, s in sources.items() if s == "whole"} == {"HumanEval/38", "HumanEval/50"}
+    helpers = {p.id for p in problems if humaneval.helper_prelude(p.prompt, p.entry_point)}
+    assert helpers == {"HumanEval/10", "HumanEval/32", "HumanEval/38", "HumanEval/50"}
     for p in problems:
         if sources[p.id] != "whole":
-            node = ast.parse(p.public_tests[0]).body[0]
+            node = ast.parse(p.public_tests[0]).body[-1]
             assert isinstance(node, ast.Assert) and isinstance(node.test.ops[0], ast.Eq), p.id
             assert p.entry_point + "(" in p.public_tests[0]
 
@@ -280,6 +282,19 @@ for p in json.load(sys.stdin):
             signal.alarm(0)
 print(json.dumps(failures))
 """
+
+
+def test_humaneval_candidate_without_the_prompts_helper_still_passes():
+    """HumanEval/32's find_zero calls poly(), defined only in the prompt; the tests supply it."""
+    p = next(p for p in humaneval.load(None) if p.id == "HumanEval/32")
+    tree = ast.parse(p.reference)
+    own = "\n".join(ast.get_source_segment(p.reference, n) for n in tree.body
+                    if isinstance(n, ast.FunctionDef) and n.name == p.entry_point)
+    assert "def poly" not in own
+    namespace: dict = {}
+    exec(own, namespace)
+    for test in p.tests:
+        exec(test, namespace)
 
 
 def test_humaneval_references_pass_public_and_private_tests():

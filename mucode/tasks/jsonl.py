@@ -19,12 +19,9 @@ Limits: ids must be unique within a file; nothing checks that splits share no pr
 
 from __future__ import annotations
 
-import gzip
-import json
 from pathlib import Path
-from typing import Any
 
-from mucode.records import Problem, RecordError, read_jsonl
+from mucode.records import Problem, RecordError, from_row, json_rows
 
 SPLITS = ("train", "valid", "test")
 
@@ -47,38 +44,15 @@ def load(path: str, split: str) -> list[Problem]:
     if not file.is_file():
         raise FileNotFoundError(f"{file}: problems file not found; set task.path to a JSONL file of "
                                 "problems (one Problem per line, see mucode.tasks.jsonl)")
-    problems = read_jsonl(file, Problem)
+    rows = json_rows(file)
+    problems = [from_row(Problem, row, where) for where, row in rows]
     if not problems:
         raise ValueError(f"{file}: no problems in the file")
-    with file.open(encoding="utf-8") as f:  # the same line numbering as read_jsonl
-        lines = [n for n, line in enumerate(f, start=1) if line.strip()]
     seen: set[str] = set()
-    for n, problem in zip(lines, problems):
+    for (where, _), problem in zip(rows, problems):
         if problem.id in seen:
-            raise RecordError(f"{file} line {n}: field 'id' repeats '{problem.id}'; ids must be unique")
+            raise RecordError(f"{where}: field 'id' repeats '{problem.id}'; ids must be unique")
         if not problem.entry_point.strip():
-            raise RecordError(f"{file} line {n}: field 'entry_point' is empty")
+            raise RecordError(f"{where}: field 'entry_point' is empty")
         seen.add(problem.id)
     return problems
-
-
-def json_rows(file: Path) -> list[tuple[str, dict[str, Any]]]:
-    """(where, object) for every non-blank line of a .jsonl or .jsonl.gz file.
-
-    Lines split on "\n" only (MBPP's rows end in "\r\n" and hold "\r" in their text); `where`
-    names the file and line for error messages.
-    """
-    raw = file.read_bytes()
-    text = (gzip.decompress(raw) if file.name.endswith(".gz") else raw).decode("utf-8")
-    rows = []
-    for n, line in enumerate(text.split("\n"), start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise RecordError(f"{file} line {n}: not valid JSON ({e.msg})") from None
-        if not isinstance(row, dict):
-            raise RecordError(f"{file} line {n}: expected a JSON object")
-        rows.append((f"{file} line {n}", row))
-    return rows

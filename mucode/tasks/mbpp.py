@@ -29,8 +29,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from mucode.records import Problem, RecordError
-from mucode.tasks.jsonl import json_rows
+from mucode.records import Problem, RecordError, json_rows
 
 SPLITS = {"train": range(601, 975), "valid": range(511, 601), "test": range(11, 511)}
 """Split -> the task ids it holds."""
