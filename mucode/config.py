@@ -33,6 +33,7 @@ USER_ERRORS = (ValueError, OSError, ModuleNotFoundError)
 
 def schemas() -> dict[str, type]:
     """Stage name -> its root config dataclass (imported lazily: configs live beside their stage)."""
+    from mucode.export import ExportConfig
     from mucode.iterate import ExpertIterationConfig
     from mucode.rollouts import CollectRolloutsConfig
     from mucode.sft import TrainGeneratorConfig
@@ -41,6 +42,7 @@ def schemas() -> dict[str, type]:
         "expert_iteration": ExpertIterationConfig,
         "collect_rollouts": CollectRolloutsConfig,
         "train_generator": TrainGeneratorConfig,
+        "export": ExportConfig,
     }
 
 

@@ -34,6 +34,7 @@ import torch
 log = logging.getLogger(__name__)
 
 METRICS_FILE = "metrics.jsonl"
+WANDB_MODES = ("offline", "online", "disabled", "shared", "dryrun", "run")  # what wandb.init accepts
 
 
 class WandbMode(str, Enum):
@@ -125,6 +126,8 @@ def open_logger(config: TrackingConfig, out_dir: str | Path, stage: str,
 
 def _wandb_run(config: TrackingConfig, out_dir: Path, stage: str, params: dict[str, Any] | None) -> Any:
     mode = os.environ.get("WANDB_MODE") or config.wandb.value
+    if mode not in WANDB_MODES:  # wandb's own error would say only "1 validation error for Settings"
+        raise ValueError(f"WANDB_MODE={mode!r} is not a wandb mode; set it to offline, online or disabled")
     if mode == WandbMode.disabled.value:
         return _NoWandb()
     import wandb

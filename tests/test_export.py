@@ -1,0 +1,258 @@
+"""Hub export: folders that reload with the Auto classes and behave like the source, model cards that
+parse and carry the run's metrics, a dry run that touches no network, a push up to the upload call,
+and one-line errors for missing inputs. Tiny models from conftest; the run is built by hand here."""
+
+import json
+import re
+import shutil
+import socket
+import subprocess
+import sys
+
+import pytest
+import torch
+from huggingface_hub import HfApi, ModelCard
+from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
+
+from mucode import artifacts
+from mucode.config import CONF_DIR
+from mucode.export import ExportConfig, ExportWhich, RunFacts, export, locate
+from mucode.models import ModelConfig, load_generator, load_verifier
+from mucode.verifier import score
+
+TOKEN = "hf_secret_token_for_tests_0123456789"
+SUMMARY = {
+    "wall_seconds": 812.5,
+    "stage_seconds": {"warmup": 100.0, "iter1/sft": 50.0},
+    "verifier": {"auc": 0.812, "accuracy": 0.75, "ece": 0.1},
+    "generators": {
+        "base": {"greedy": {"accuracy": 0.30, "by_turn": [0.25, 0.30]}, "split": "test", "turns": 2,
+                 "candidates": 5, "bon": {s: {"accuracy": a, "by_turn": [a, a]} for s, a in
+                                          (("random", 0.3), ("pt", 0.35), ("lv", 0.33), ("pt+lv", 0.4))}},
+        "iter1": {"greedy": {"accuracy": 0.42, "by_turn": [0.38, 0.42]}, "split": "test", "turns": 2,
+                  "candidates": 5, "bon": {s: {"accuracy": a, "by_turn": [a, a]} for s, a in
+                                           (("random", 0.4), ("pt", 0.5), ("lv", 0.45), ("pt+lv", 0.55))}},
+    },
+}
+STAGE_CONFIG = "model:\n  name_or_path: smollm2\ntask:\n  name: mbpp\ntrain:\n  lr: 0.0005\n  max_steps: 170\n"
+
+
+def _stage(stage_dir, save) -> None:
+    """A complete stage folder: model/ written by `save`, config.yaml, manifest.json."""
+    save(stage_dir / "model")
+    (stage_dir / "config.yaml").write_text(STAGE_CONFIG)
+    artifacts.write_manifest(stage_dir, {}, ["model"])
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory, tiny_model_dir):
+    """A finished run: warm start, iteration 1 (SFT + verifier), summary.json."""
+    root = tmp_path_factory.mktemp("run")
+    layout = artifacts.RunLayout(root)
+    _stage(layout.warmup, lambda p: shutil.copytree(tiny_model_dir, p))
+    model, tok = load_generator(ModelConfig(), str(tiny_model_dir))
+    with torch.no_grad():
+        for p in model.parameters():  # generator 1 differs from the warm start
+            p.add_(0.01 * torch.randn_like(p))
+    _stage(layout.sft(1), lambda p: (model.save_pretrained(p), tok.save_pretrained(p)))
+    verifier, vtok = load_verifier(str(tiny_model_dir))
+    _stage(layout.verifier(1), lambda p: (verifier.save_pretrained(p), vtok.save_pretrained(p)))
+    (root / "summary.json").write_text(json.dumps(SUMMARY))
+    return root
+
+
+@pytest.fixture(scope="module")
+def exported(run_dir, tmp_path_factory):
+    out = tmp_path_factory.mktemp("export")
+    result = export(ExportConfig(run_dir=str(run_dir), out_dir=str(out), generator_repo_id="me/mucode-gen",
+                                 verifier_repo_id="me/mucode-verifier"))
+    return run_dir, result
+
+
+PROBLEM = "Write a function fold(x) that will add 3 to x, then return the result.\n\nTests:\nassert fold(1) == 4"
+CODES = ["def fold(x):\n    return x + 3", "def fold(x):\n    y = x + 3\n    return y", "def fold(x): pass"]
+
+
+def test_generator_folder_reloads_and_generates_like_the_source(exported):
+    run_dir, result = exported
+    folder = result.folders["generator"]
+    names = {p.name for p in folder.iterdir()}
+    assert {"model.safetensors", "config.json", "generation_config.json", "README.md"} <= names
+    tok = AutoTokenizer.from_pretrained(folder)
+    model = AutoModelForCausalLM.from_pretrained(folder)
+    assert tok.chat_template and model.generation_config.eos_token_id == tok.convert_tokens_to_ids("<|end|>")
+    source, source_tok = load_generator(ModelConfig(), str(run_dir / "iter1" / "sft" / "model"))
+    prompt = tok.apply_chat_template([{"role": "user", "content": PROBLEM}], tokenize=False, add_generation_prompt=True)
+    assert prompt == source_tok.apply_chat_template([{"role": "user", "content": PROBLEM}], tokenize=False,
+                                                    add_generation_prompt=True)
+    ids = tok(prompt, return_tensors="pt", add_special_tokens=False)
+    out = model.generate(**ids, max_new_tokens=20, do_sample=False)
+    expected = source.generate(**ids, max_new_tokens=20, do_sample=False, pad_token_id=source_tok.pad_token_id)
+    assert torch.equal(out, expected)
+
+
+def test_verifier_folder_reloads_and_scores_like_the_source(exported):
+    run_dir, result = exported
+    folder = result.folders["verifier"]
+    model = AutoModelForSequenceClassification.from_pretrained(folder)
+    tok = AutoTokenizer.from_pretrained(folder)
+    assert model.config.num_labels == 1 and model.config.pad_token_id == tok.pad_token_id
+    source, source_tok = load_verifier(str(run_dir / "iter1" / "verifier" / "model"))
+    pairs = [(PROBLEM, c) for c in CODES]
+    assert score(model, tok, pairs) == pytest.approx(score(source, source_tok, pairs), abs=1e-5)
+
+
+def _card(folder):
+    card = ModelCard.load(folder / "README.md")
+    return card, {r.metric_name: r.metric_value for r in card.data.eval_results or []}
+
+
+def test_generator_card_parses_and_carries_the_run_metrics(exported):
+    run_dir, result = exported
+    card, metrics = _card(result.folders["generator"])
+    data = card.data
+    assert data.base_model == "HuggingFaceTB/SmolLM2-135M-Instruct" and data.license == "apache-2.0"
+    assert data.datasets == ["google-research-datasets/mbpp"] and data.pipeline_tag == "text-generation"
+    assert {"mucode", "code-generation", "multi-turn"} <= set(data.tags)
+    assert metrics == {"greedy, 2 turns accuracy": 0.42, "BoN@5 random, 2 turns accuracy": 0.4,
+                       "BoN@5 pt, 2 turns accuracy": 0.5, "BoN@5 lv, 2 turns accuracy": 0.45,
+                       "BoN@5 pt+lv, 2 turns accuracy": 0.55}
+    assert {r.dataset_split for r in data.eval_results} == {"test"}
+    assert "| iter1 | 42.0 | 38.0 / 42.0 | 40.0 | 50.0 | 45.0 | 55.0 |" in card.text
+    assert "max_steps: 170" in card.text and "apply_chat_template" in card.text  # resolved config, usage
+    assert "me/mucode-gen" in card.text
+
+
+def test_verifier_card_parses_and_carries_the_run_metrics(exported):
+    _, result = exported
+    card, metrics = _card(result.folders["verifier"])
+    assert metrics == {"AUC": 0.812, "accuracy (score > 0)": 0.75}
+    assert {"reward-model", "mucode"} <= set(card.data.tags) and card.data.pipeline_tag == "text-classification"
+    assert "AutoModelForSequenceClassification" in card.text and "AUC 0.812" in card.text
+
+
+def _snippet(folder) -> str:
+    code = re.search(r"^```python\n(.*?)^```$", (folder / "README.md").read_text(), re.S | re.M).group(1)
+    return re.sub(r'repo = "[^"]*"', f"repo = {str(folder)!r}", code)
+
+
+def test_card_usage_snippets_run_as_written(exported):
+    _, result = exported
+    scope: dict = {}
+    exec(_snippet(result.folders["verifier"]), scope)
+    model = AutoModelForSequenceClassification.from_pretrained(result.folders["verifier"])
+    tok = AutoTokenizer.from_pretrained(result.folders["verifier"])
+    pairs = [(scope["problem"], c) for c in scope["candidates"]]
+    assert scope["scores"].tolist() == pytest.approx(score(model, tok, pairs), abs=1e-5)
+    scope = {}
+    exec(_snippet(result.folders["generator"]).replace("max_new_tokens=512", "max_new_tokens=8"), scope)
+    assert scope["turn"] == 2 and isinstance(scope["code"], str)  # an untrained model fails all 3 turns
+    assert scope["messages"][-1]["content"].endswith("Write the whole function in a Python code block.")
+
+
+def _files(folder):
+    return sorted((str(p.relative_to(folder)), p.stat().st_size) for p in folder.rglob("*") if p.is_file())
+
+
+def test_dry_run_lists_files_sizes_and_repos_and_makes_no_network_call(run_dir, tmp_path, monkeypatch, caplog):
+    def refuse(*args, **kwargs):
+        raise AssertionError("network used in a dry run")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(HfApi, "create_repo", refuse)
+    monkeypatch.setattr(HfApi, "upload_folder", refuse)
+    monkeypatch.setenv("HF_TOKEN", TOKEN)
+    caplog.set_level("INFO")
+    result = export(ExportConfig(run_dir=str(run_dir), out_dir=str(tmp_path), push=True, dry_run=True,
+                                 generator_repo_id="me/gen", verifier_repo_id="me/ver"))
+    assert not result.pushed
+    assert [(u.repo_id, u.files) for u in result.uploads] == [("me/gen", _files(tmp_path / "generator")),
+                                                              ("me/ver", _files(tmp_path / "verifier"))]
+    assert "dry run" in caplog.text and "-> me/gen" in caplog.text and "model.safetensors" in caplog.text
+    assert TOKEN not in caplog.text
+
+
+def test_push_creates_repos_and_uploads_with_the_env_token(run_dir, tmp_path, monkeypatch, caplog, capsys):
+    # This fake stands in for the Hub's servers, which cannot be reached here: it records the calls
+    # that huggingface_hub's HfApi would send, with the token the client was built with.
+    calls = []
+    monkeypatch.setattr(HfApi, "create_repo",
+                        lambda self, repo_id, **kw: calls.append(("create", self.token, repo_id, kw)))
+    monkeypatch.setattr(HfApi, "upload_folder",
+                        lambda self, **kw: calls.append(("upload", self.token, kw["repo_id"], kw)))
+    monkeypatch.setenv("HF_TOKEN", TOKEN)
+    caplog.set_level("DEBUG")
+    result = export(ExportConfig(run_dir=str(run_dir), out_dir=str(tmp_path), which=ExportWhich.generator,
+                                 push=True, generator_repo_id="me/gen", private=False))
+    assert result.pushed
+    assert [(c[0], c[1], c[2]) for c in calls] == [("create", TOKEN, "me/gen"), ("upload", TOKEN, "me/gen")]
+    assert calls[0][3]["private"] is False and calls[0][3]["exist_ok"] is True
+    assert calls[1][3]["folder_path"] == str(tmp_path / "generator")
+    written = b"".join(p.read_bytes() for p in tmp_path.rglob("*") if p.is_file())
+    assert TOKEN.encode() not in written and TOKEN not in caplog.text + "".join(capsys.readouterr())
+
+
+def test_push_needs_the_token_and_repo_ids(run_dir, tmp_path, monkeypatch):
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    with pytest.raises(ValueError, match="HF_TOKEN"):
+        export(ExportConfig(run_dir=str(run_dir), out_dir=str(tmp_path / "out"), which=ExportWhich.verifier,
+                            push=True, verifier_repo_id="me/ver"))
+    assert not (tmp_path / "out").exists()  # checked before any work
+    with pytest.raises(ValueError, match="generator_repo_id"):
+        ExportConfig(push=True, verifier_repo_id="me/ver")
+    with pytest.raises(ValueError, match="verifier_repo_id='bad name'"):
+        ExportConfig(verifier_repo_id="bad name")
+
+
+def test_iteration_choice(run_dir, tmp_path):
+    layout = artifacts.RunLayout(run_dir)
+    assert locate(layout, "generator", None).stage_dir == layout.sft(1)
+    assert locate(layout, "generator", 0).stage_dir == layout.warmup
+    assert locate(layout, "verifier", None).summary_key == "verifier"
+    with pytest.raises(ValueError, match="iteration=0 has no verifier"):
+        locate(layout, "verifier", 0)
+    with pytest.raises(FileNotFoundError, match=re.escape(str(layout.sft(2) / "model"))):
+        locate(layout, "generator", 2)
+    copy = tmp_path / "run"
+    shutil.copytree(run_dir, copy)
+    (copy / "iter1" / "sft" / artifacts.MANIFEST).unlink()  # a half-done stage is never exported
+    assert locate(artifacts.RunLayout(copy), "generator", None).stage_dir == copy / "warmup"
+    with pytest.raises(ValueError, match="iter1/sft: stage not complete"):
+        locate(artifacts.RunLayout(copy), "generator", 1)
+
+
+def test_missing_summary_or_model_fails_with_the_path(run_dir, tmp_path):
+    copy = tmp_path / "run"
+    shutil.copytree(run_dir, copy)
+    shutil.rmtree(copy / "iter1" / "verifier" / "model")
+    with pytest.raises(FileNotFoundError, match=re.escape(str(copy / "iter1" / "verifier" / "model"))):
+        export(ExportConfig(run_dir=str(copy), which=ExportWhich.verifier))
+    (copy / "summary.json").unlink()
+    with pytest.raises(FileNotFoundError, match="summary.json: run summary not found; run the report stage"):
+        export(ExportConfig(run_dir=str(copy)))
+    assert not (copy / "export").exists()
+
+
+def test_entry_point_missing_summary_exits_2_with_one_line(tmp_path):
+    cmd = [sys.executable, str(CONF_DIR.parent / "pipelines" / "export.py"), f"run_dir={tmp_path}"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    assert proc.returncode == 2 and len(lines) == 1, proc.stderr
+    summary = tmp_path / "summary.json"
+    assert lines[0] == f"error: {summary}: run summary not found; run the report stage first or point to it"
+
+
+@pytest.mark.parametrize("base, base_model, license", [
+    ("tiny", None, "apache-2.0"),
+    ("smollm2", "HuggingFaceTB/SmolLM2-135M-Instruct", "apache-2.0"),
+    ("meta-llama/Llama-3.2-1B-Instruct", "meta-llama/Llama-3.2-1B-Instruct", "other"),
+    ("/models/local-copy", None, "other"),
+])
+def test_card_facts_from_the_resolved_config(tmp_path, base, base_model, license):
+    stage = tmp_path / "run" / "iter1" / "sft"
+    stage.mkdir(parents=True)
+    (stage / "config.yaml").write_text(f"model:\n  name_or_path: {base}\ntask:\n  name: humaneval\n")
+    facts = RunFacts.read(tmp_path / "run", stage, None)
+    assert (facts.base_model, facts.license, facts.task) == (base_model, license, "humaneval")
+    assert list(facts.configs) == ["run/iter1/sft/config.yaml"]
+    assert RunFacts.read(tmp_path / "run", stage, "llama3.2").license == "llama3.2"
