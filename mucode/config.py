@@ -33,6 +33,7 @@ USER_ERRORS = (ValueError, OSError, ModuleNotFoundError)
 
 def schemas() -> dict[str, type]:
     """Stage name -> its root config dataclass (imported lazily: configs live beside their stage)."""
+    from mucode.evaluate import EvaluateConfig, SolveConfig
     from mucode.export import ExportConfig
     from mucode.iterate import ExpertIterationConfig
     from mucode.rollouts import CollectRolloutsConfig
@@ -43,6 +44,8 @@ def schemas() -> dict[str, type]:
         "collect_rollouts": CollectRolloutsConfig,
         "train_generator": TrainGeneratorConfig,
         "export": ExportConfig,
+        "evaluate": EvaluateConfig,
+        "solve": SolveConfig,
     }
 
 

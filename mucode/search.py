@@ -16,6 +16,7 @@ compared on common random numbers, and each (problem, code) is executed and scor
 
     results = run_search(problems, backend, sandbox, scorer, SearchConfig(...), selectors)
     results["pt+lv"]["by_turn"]   # accuracy if the search is cut after turn t, t = 1..T
+    searches = run_searches(...)  # the same, keeping every search's picks (search.picks[-1]: its answer)
 """
 
 from __future__ import annotations
@@ -99,6 +100,13 @@ Scorer = Callable[[list[tuple[str, str]]], list[float]]  # (problem text, code) 
 def run_search(problems: list[Problem], backend, sandbox: Sandbox, scorer: Scorer | None,
                config: SearchConfig, selectors: list[Selector]) -> dict:
     """Run all selectors' searches turn by turn; return accuracy by turn per selector."""
+    searches = run_searches(problems, backend, sandbox, scorer, config, selectors)
+    return summarize(searches, selectors, config.turns)
+
+
+def run_searches(problems: list[Problem], backend, sandbox: Sandbox, scorer: Scorer | None,
+                 config: SearchConfig, selectors: list[Selector]) -> list[SearchState]:
+    """Run all selectors' searches turn by turn; return every search with its picks (one per turn)."""
     rng = random.Random(config.seed)
     searches = [SearchState(p, s, sel, first_turn(p)) for p in problems for s in range(config.searches)
                 for sel in selectors]
@@ -118,7 +126,7 @@ def run_search(problems: list[Problem], backend, sandbox: Sandbox, scorer: Score
                 s.stopped = pick.public_pass
                 if not s.stopped:
                     s.state = next_turn(s.state, pick.code, pick.feedback)
-    return summarize(searches, selectors, config.turns)
+    return searches
 
 
 def _group_by_state(live: list[SearchState]) -> dict[tuple, list[SearchState]]:
@@ -172,12 +180,12 @@ def summarize(searches: list[SearchState], selectors: list[Selector], turns: int
     out = {}
     for sel in selectors:
         mine = [s for s in searches if s.selector is sel]
-        by_turn = [sum(_correct_by(s, t) for s in mine) / len(mine) for t in range(1, turns + 1)]
+        by_turn = [sum(correct_by(s, t) for s in mine) / len(mine) for t in range(1, turns + 1)]
         out[sel.value] = {"accuracy": by_turn[-1], "by_turn": by_turn, "searches": len(mine)}
     return out
 
 
-def _correct_by(search: SearchState, t: int) -> bool:
+def correct_by(search: SearchState, t: int) -> bool:
     """The search's pick at turn min(t, its last turn) is correct."""
     picks = search.picks[:t]
     return bool(picks) and picks[-1].correct

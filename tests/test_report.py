@@ -1,0 +1,80 @@
+import json
+
+from mucode import artifacts
+from mucode.report import write_report
+
+
+def _eval(greedy, bon, turns=3):
+    """Eval metrics shaped like mucode.evaluate's: final-turn accuracy = by_turn[-1]."""
+    by_turn = lambda acc: [acc * (t + 1) / turns for t in range(turns)]  # noqa: E731
+    return {"greedy": {"accuracy": greedy, "by_turn": by_turn(greedy)},
+            "bon": {s: {"accuracy": a, "by_turn": by_turn(a)} for s, a in bon.items()},
+            "pass_at_k": {"k": [1, 2], "by_turn": [[0.1, 0.2], [0.2, 0.3], [0.3, 0.456]]},
+            "searches": 2, "candidates": 4, "turns": turns, "problems": 500, "split": "test", "tokens_per_s": 900.0}
+
+
+def _stage(root, name, metrics, seconds):
+    (root / name).mkdir(parents=True, exist_ok=True)
+    artifacts.write_manifest(root / name, {}, [], metrics, seconds)
+
+
+def _run(tmp_path):
+    root = tmp_path / "run"
+    _stage(root, "problems", {"sizes": {"test": 500}}, 2.0)
+    _stage(root, "warmup", {}, 100.0)
+    for i, fix in ((1, 0.25), (2, 0.375)):
+        _stage(root, f"iter{i}/rollouts/shard-000-of-001", {}, 30.0 + i)
+        _stage(root, f"iter{i}/rollouts", {"episodes": 40, "correct_by_turn": [0.5, 0.6, 0.625],
+                                           "turn1_failures": 16, "fix_share": fix}, None)
+        _stage(root, f"iter{i}/verifier", {"valid": {"auc": 0.7 + i / 100, "accuracy": 0.8}}, 20.0)
+        _stage(root, f"iter{i}/sft", {}, 40.0)
+    _stage(root, "final_verifier", {"valid": {"auc": 0.8123, "accuracy": 0.7777, "ece": 0.05}}, 25.0)
+    _stage(root, "eval/base", _eval(0.2, {"random": 0.25, "pt": 0.3, "lv": 0.28, "pt+lv": 0.35}), 50.0)
+    _stage(root, "eval/iter2", _eval(0.379, {"random": 0.375, "pt": 0.494, "lv": 0.433, "pt+lv": 0.511}), 55.0)
+    _stage(root, "eval/iter1", _eval(0.3, {"random": 0.3, "pt": 0.4, "lv": 0.35, "pt+lv": 0.45}), 52.0)
+    return root
+
+
+def test_report_builds_summary_tables_and_plots_from_manifests(tmp_path):
+    root = _run(tmp_path)
+    write_report(root, wall_seconds=812.5)
+    summary = json.loads((root / "summary.json").read_text())
+    assert summary["wall_seconds"] == 812.5
+    assert summary["verifier"]["auc"] == 0.8123 and summary["verifier"]["accuracy"] == 0.7777
+    assert list(summary["generators"]) == ["base", "iter1", "iter2"]
+    assert summary["generators"]["iter2"]["bon"]["pt+lv"]["accuracy"] == 0.511
+    assert summary["stage_seconds"]["iter1/rollouts"] == 31.0  # merged rollouts: the sum of the shards
+    assert summary["stage_seconds"]["eval/iter2"] == 55.0 and summary["stage_seconds"]["warmup"] == 100.0
+    assert summary["rollouts"]["iter2"]["fix_share"] == 0.375
+    report = (root / "report.md").read_text()
+    table1 = report.split("## Table 1")[1].split("##")[0]
+    assert "| iter2 | 37.9 | 37.5 | 49.4 | 43.3 | 51.1 |" in table1
+    assert table1.index("| base |") < table1.index("| iter1 |") < table1.index("| iter2 |")
+    table3 = report.split("## Table 3")[1].split("##")[0]
+    assert "iter2" in table3 and "| pt+lv | 17.0 | 34.1 | 51.1 |" in table3
+    assert "45.6" in report  # pass@2 at the final turn
+    assert "0.812" in report and "37.5" in report  # verifier AUC, iteration 2's fix share
+    assert "| wall | 812.5 |" in report
+    for png in ("accuracy_vs_iteration.png", "accuracy_vs_turn.png", "pass_at_k.png"):
+        assert (root / png).read_bytes()[:4] == b"\x89PNG" and f"({png})" in report
+    assert not (root / "accuracy_vs_n.png").exists()
+
+
+def test_report_reads_wall_time_and_plots_accuracy_vs_n_when_recorded(tmp_path):
+    root = _run(tmp_path)
+    metrics = artifacts.read_manifest(root / "eval/iter2")["metrics"]
+    metrics["bon_by_n"] = {"selector": "pt+lv", "n": [1, 2, 4], "accuracy": [0.3, 0.4, 0.511]}
+    _stage(root, "eval/iter2", metrics, 55.0)
+    artifacts.write_manifest(root, {}, [], {}, 999.0)  # the main job's own manifest
+    summary = write_report(root)
+    assert summary["wall_seconds"] == 999.0
+    assert (root / "accuracy_vs_n.png").is_file() and not (root / "pass_at_k.png").exists()
+
+
+def test_report_of_a_run_without_evaluations(tmp_path):
+    root = tmp_path / "run"
+    _stage(root, "problems", {}, 1.5)
+    summary = write_report(root)
+    assert summary["generators"] == {} and summary["wall_seconds"] == 1.5
+    assert summary["verifier"] == {"auc": None, "accuracy": None}
+    assert "No evaluation yet" in (root / "report.md").read_text()
