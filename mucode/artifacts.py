@@ -16,6 +16,7 @@ import contextlib
 import dataclasses
 import hashlib
 import json
+import math
 import os
 import shutil
 import tempfile
@@ -92,8 +93,9 @@ def atomic_write_text(path: str | Path, text: str) -> Path:
 
 
 def atomic_write_json(path: str | Path, obj: Any) -> Path:
-    """Atomic JSON write (dataclasses are converted; keys keep their order)."""
-    return atomic_write_text(path, json.dumps(_plain(obj), indent=2, ensure_ascii=False) + "\n")
+    """Atomic JSON write (dataclasses are converted; keys keep their order; an undefined metric,
+    NaN or infinite, is written as null so that strict JSON readers accept the file)."""
+    return atomic_write_text(path, json.dumps(_plain(obj), indent=2, ensure_ascii=False, allow_nan=False) + "\n")
 
 
 def _plain(obj: Any) -> Any:
@@ -107,6 +109,8 @@ def _plain(obj: Any) -> Any:
         return str(obj)
     if isinstance(obj, Enum):
         return obj.value
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
     return obj
 
 

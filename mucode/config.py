@@ -36,16 +36,20 @@ def schemas() -> dict[str, type]:
     from mucode.evaluate import EvaluateConfig, SolveConfig
     from mucode.export import ExportConfig
     from mucode.iterate import ExpertIterationConfig
+    from mucode.relabel import RelabelStageConfig
     from mucode.rollouts import CollectRolloutsConfig
     from mucode.sft import TrainGeneratorConfig
+    from mucode.verifier import TrainVerifierConfig
 
     return {
         "expert_iteration": ExpertIterationConfig,
         "collect_rollouts": CollectRolloutsConfig,
         "train_generator": TrainGeneratorConfig,
         "export": ExportConfig,
+        "relabel": RelabelStageConfig,
         "evaluate": EvaluateConfig,
         "solve": SolveConfig,
+        "train_verifier": TrainVerifierConfig,
     }
 
 

@@ -33,6 +33,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import random
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -68,6 +69,9 @@ class TrainGeneratorConfig:
     """SFTExample dataset folders (write_records), concatenated."""
     warmup: bool = True
     """Add the task's warmup-split references (single-turn): the warm start, or replay next to inputs."""
+    replay: float | None = None
+    """With inputs and warmup: mix in replay x len(inputs' examples) warmup references (a seeded
+    sample; 1.0 = 1:1, which keeps turn-1 skill from eroding); None = all of them."""
     init: str = BASE
     """Starting weights: "base" (the run's base model) or a saved model folder."""
     task: TaskConfig = field(default_factory=TaskConfig)
@@ -84,6 +88,8 @@ class TrainGeneratorConfig:
             raise ValueError("train_generator has no data: set inputs=[<SFTExample folder>, ...] or warmup=true")
         if not self.init:
             raise ValueError('init is empty; use "base" or a saved model folder')
+        if self.replay is not None and self.replay < 0:
+            raise ValueError(f"replay={self.replay} must be >= 0 (a multiple of the input examples) or null")
 
 
 def warmup_examples(problems: Sequence[Problem]) -> list[SFTExample]:
@@ -182,7 +188,11 @@ def load_examples(config: TrainGeneratorConfig) -> list[SFTExample]:
     for path in config.inputs:
         examples += read_records(artifacts.require(path, "SFT examples", "pipelines/relabel.py"), SFTExample)
     if config.warmup:
-        examples += warmup_examples(load_problems(config.task, "warmup"))
+        replay = warmup_examples(load_problems(config.task, "warmup"))
+        if config.inputs and config.replay is not None:
+            n = min(len(replay), round(config.replay * len(examples)))
+            replay = random.Random(config.train.seed).sample(replay, n)
+        examples += replay
     if not examples:
         raise ValueError(f"train_generator: no examples in inputs={config.inputs}")
     return examples

@@ -20,6 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a clone
 from mucode.config import stage_main  # noqa: E402
 from mucode.models import TINY  # noqa: E402
 from mucode.sft import BASE, TrainGeneratorConfig, train_generator  # noqa: E402
+from mucode.training import process_state  # noqa: E402
 
 
 def ensure_base(config: TrainGeneratorConfig) -> None:
@@ -34,7 +35,8 @@ def ensure_base(config: TrainGeneratorConfig) -> None:
 
 @stage_main("train_generator")
 def main(config: TrainGeneratorConfig) -> None:
-    ensure_base(config)
+    with process_state(config.train).main_process_first():  # one rank builds, the others read
+        ensure_base(config)
     result = train_generator(config)
     print(f"{result.steps} steps, final loss {result.final_loss:.4f}, {result.seconds:.0f} s -> {result.model_dir}")
 

@@ -76,3 +76,68 @@ def test_config_validation():
         RelabelConfig(relabel_failed=-1)
     with pytest.raises(ValueError, match="beta_learned > 0"):
         RelabelConfig(mode=RelabelMode.learned, beta_learned=0)
+
+
+# The stage: run layout in, SFTExample dataset + manifest out.
+
+from pathlib import Path  # noqa: E402
+
+from mucode import artifacts  # noqa: E402
+from mucode.records import Problem, SFTExample, read_records, write_records  # noqa: E402
+from mucode.relabel import RelabelStageConfig, relabel_stage  # noqa: E402
+
+
+def _layout_with_rollouts(root: Path) -> artifacts.RunLayout:
+    layout = artifacts.RunLayout(root)
+    write_records([Problem("p", "Do it.", "f", ["assert f(1) == 1"], ["assert f(2) == 2"])],
+                  layout.problems("train"), Problem)
+    artifacts.write_manifest(layout.problems("train").parent, {}, ["train"])
+    rollouts = layout.rollouts(1)
+    write_records(_episodes(), rollouts / "episodes", Episode)
+    artifacts.write_manifest(rollouts, {}, ["episodes"])
+    return layout
+
+
+def test_stage_scores_final_codes_and_writes_examples(tmp_path):
+    layout = _layout_with_rollouts(tmp_path)
+    seen = []
+
+    def scorer(pairs):
+        seen.extend(pairs)
+        return [SCORES.get(("p", code), 0.0) for _, code in pairs]
+
+    config = RelabelStageConfig(run_dir=str(tmp_path), relabel=RelabelConfig(relabel_failed=2))
+    out = relabel_stage(config, scorer=scorer)
+    assert sorted(code for _, code in seen) == ["A", "B", "w2", "z1", "z3"]  # each final code once
+    assert all(text.startswith("Do it.") and "f(2)" not in text for text, _ in seen)  # no private test
+    assert _pairs(read_records(out, SFTExample)) == _pairs(relabel(_episodes(), SCORES, config.relabel))
+    manifest = artifacts.read_manifest(layout.relabel(1))
+    assert manifest["metrics"]["examples"] == len(read_records(out, SFTExample)) == 5  # after dedup
+    assert relabel_stage(config, scorer=lambda pairs: 1 / 0) == out  # complete: skipped
+
+
+def test_stage_without_inputs_names_the_missing_artifact(tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"iter1/rollouts: rollouts of iteration 1 not complete"):
+        relabel_stage(RelabelStageConfig(run_dir=str(tmp_path)))
+    _layout_with_rollouts(tmp_path)
+    with pytest.raises(FileNotFoundError, match=r"iter1/verifier/model: verifier not found"):
+        relabel_stage(RelabelStageConfig(run_dir=str(tmp_path)))
+    assert not (tmp_path / "iter1" / "relabel").exists()
+    out = relabel_stage(RelabelStageConfig(run_dir=str(tmp_path), relabel=RelabelConfig(mode=RelabelMode.rft)))
+    assert len(read_records(out, SFTExample)) == 3  # rft needs no verifier
+
+
+def test_entry_point_before_any_rollouts_or_verifier_fails_with_one_line(tmp_path):
+    import subprocess
+    import sys
+
+    script = Path(__file__).resolve().parents[1] / "pipelines" / "relabel.py"
+    proc = subprocess.run([sys.executable, str(script), f"run_dir={tmp_path}"], capture_output=True, text=True,
+                          timeout=120)
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    assert proc.returncode == 2 and len(lines) == 1 and "iter1/rollouts" in lines[0], proc.stderr
+    _layout_with_rollouts(tmp_path)
+    proc = subprocess.run([sys.executable, str(script), f"run_dir={tmp_path}"], capture_output=True, text=True,
+                          timeout=120)
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    assert proc.returncode == 2 and len(lines) == 1 and "iter1/verifier/model: verifier not found" in lines[0]

@@ -150,3 +150,16 @@ def test_stage_without_its_inputs_names_them(tmp_path):
     config = _compose([f"run_dir={tmp_path}", f"inputs=[{tmp_path}/nothing]", "warmup=false", f"init={tmp_path}"])
     with pytest.raises(FileNotFoundError, match="nothing: SFT examples not found"):
         train_generator(config)
+
+
+def test_replay_mixes_a_seeded_share_of_warmup_references(tmp_path):
+    data = tmp_path / "data"
+    write_records([SFTExample(f"p{i}", two_turn_example().messages, TARGET) for i in range(8)], data)
+    common = [f"run_dir={tmp_path}", f"inputs=[{data}]", "task.embedded.size=200"]
+    every = sft.load_examples(_compose(common))
+    half = sft.load_examples(_compose([*common, "replay=0.5"]))
+    assert len(every) == 8 + 125 and len(half) == 8 + 4  # 200 problems: 125 in the warm-up split
+    assert half[:8] == every[:8] and all(ex in every[8:] for ex in half[8:])
+    assert half == sft.load_examples(_compose([*common, "replay=0.5"]))  # seeded
+    with pytest.raises(ValueError, match="replay=-1.0 must be >= 0"):
+        _compose([*common, "replay=-1"])

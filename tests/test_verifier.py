@@ -1,12 +1,24 @@
+"""Verifier: losses and pair sampling against hand-computed values, batches, metrics, and the
+train_verifier stage through its Hydra config on a tiny model."""
+
+import json
 import math
 import random
 
 import pytest
 import torch
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from omegaconf import OmegaConf
 
-from mucode.records import Episode, Problem, Turn, VerifierExample
+from mucode import artifacts
+from mucode.config import CONF_DIR, register
+from mucode.models import ModelConfig, load_verifier
+from mucode.records import Episode, Problem, Turn, VerifierExample, write_records
 from mucode.verifier import (
-    bce_loss, bt_loss, examples_from_episodes, sample_pairs, score, split_by_problem, verifier_text,
+    TrainVerifierConfig, VerifierLoss, bce_loss, bt_loss, collate_pairs, collate_pointwise, evaluate,
+    examples_from_episodes, load_scorer, sample_pairs, score, split_by_problem, train_verifier,
+    training_items, verifier_text,
 )
 
 
@@ -66,3 +78,121 @@ def test_score_is_batch_invariant_and_reads_the_end(tiny_model_dir):
     assert verifier_text(tok, *pairs[2]).endswith("<|end|>")
     one = [score(model, tok, [p])[0] for p in pairs]
     assert score(model, tok, pairs, batch_size=3) == pytest.approx(one, abs=1e-5)
+
+
+# ---------------------------------------------------------------------------------------------
+# Training data, batches, metrics
+
+
+def test_pad_left_and_pair_batches_put_chosen_rows_first():
+    batch = collate_pairs([([1, 2, 3], [4]), ([5], [6, 7])], pad_id=0)
+    assert batch["input_ids"].tolist() == [[1, 2, 3], [0, 0, 5], [0, 0, 4], [0, 6, 7]]
+    assert batch["attention_mask"].tolist() == [[1, 1, 1], [0, 0, 1], [0, 0, 1], [0, 1, 1]]
+    point = collate_pointwise([([1, 2], True), ([3], False)], pad_id=9)
+    assert point["input_ids"].tolist() == [[1, 2], [9, 3]] and point["labels"].tolist() == [1.0, 0.0]
+
+
+def test_training_items_pair_only_mixed_problems_and_count_both_sides():
+    exs = [_ex("a", "1", True), _ex("a", "2", False), _ex("b", "3", True)]
+    ids = [[1] * 5, [2] * 3, [3] * 7]
+    config = TrainVerifierConfig(out_dir="x", loss="bt")
+    assert training_items(exs, ids, config) == ([(ids[0], ids[1])], [10])
+    config.loss = VerifierLoss.bce
+    assert training_items(exs, ids, config) == ([(ids[0], True), (ids[1], False), (ids[2], True)], [5, 3, 7])
+    with pytest.raises(ValueError, match="loss=bt: no training problem has both"):
+        training_items(exs[2:], ids[2:], TrainVerifierConfig(out_dir="x", loss="bt"))
+
+
+def test_evaluate_on_hand_built_scores():
+    exs = [_ex("a", "1", True), _ex("a", "2", False), _ex("b", "3", False), _ex("b", "4", True), _ex("c", "5", False)]
+    scores = {"1": 2.0, "2": -1.0, "3": 0.5, "4": -0.5, "5": -2.0}
+    m = evaluate(lambda pairs: [scores[code] for _, code in pairs], exs)
+    # positives 2.0, -0.5 vs negatives -1.0, 0.5, -2.0: 5 of 6 pairs ordered right
+    assert m["auc"] == pytest.approx(5 / 6)
+    assert m["accuracy"] == pytest.approx(3 / 5)  # 2.0 > 0 right, -1.0, -2.0 right; 0.5 and -0.5 wrong
+    assert m["bon_selection_accuracy"] == pytest.approx(1 / 2)  # a picks "1" (right), b picks "3" (wrong)
+    assert m["bon_selection_random"] == pytest.approx(1 / 2) and m["examples"] == 5 and m["positives"] == 2
+    assert 0 <= m["ece"] <= 1 and evaluate(lambda pairs: [], []) == {}
+
+
+# ---------------------------------------------------------------------------------------------
+# The stage on a tiny model
+
+
+def _compose(overrides: list[str]) -> TrainVerifierConfig:
+    register()
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        return OmegaConf.to_object(compose(config_name="train_verifier", overrides=overrides))
+
+
+def _synthetic_run(root):
+    """12 problems; every problem has episodes with correct codes (+) and wrong ones (-)."""
+    problems = [Problem(f"p{i}", f"Write f(x) that adds {i}.", "f", [f"assert f(0) == {i}"], [f"assert f(1) == {i + 1}"])
+                for i in range(12)]
+    episodes = []
+    for i, p in enumerate(problems):
+        for k in range(3):
+            bad = Turn([], "", f"def f(x):\n    return x - {i + k}", "Failed", False, False)
+            good = Turn([], "", f"def f(x):\n    return x + {i} + {k} * 0", "", True, True)
+            episodes.append(Episode(p.id, k, 0, [bad, good] if k < 2 else [bad]))
+    write_records(problems, root / "problems" / "train", Problem)
+    write_records(episodes, root / "iter1" / "rollouts" / "episodes", Episode)
+    artifacts.write_manifest(root / "iter1" / "rollouts", {}, ["episodes"])
+    return problems, episodes
+
+
+STAGE = ["train.max_steps=24", "train.batch_tokens=0", "train.batch_size=8", "train.max_length=256",
+         "train.precision=fp32", "train.warmup_steps=2", "train.lr=3e-3", "train.log_every=8",
+         "tracking.wandb=disabled", "valid_fraction=0.25"]
+
+
+@pytest.mark.parametrize("loss", ["bt", "bce"])
+def test_stage_learns_saves_a_reloadable_verifier_and_skips_when_done(tiny_model_dir, tmp_path, loss):
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    _synthetic_run(tmp_path)
+    config = _compose([f"run_dir={tmp_path}", f"init={tiny_model_dir}", f"loss={loss}", *STAGE])
+    metrics = train_verifier(config)
+    out = tmp_path / "iter1" / "verifier"
+    manifest = artifacts.read_manifest(out)
+    assert manifest["outputs"] == ["model"] and set(manifest["inputs"]) == {"input0", "problems", "init"}
+    assert metrics["train"]["steps"] == 24 and metrics["sizes"]["valid_problems"] == 3
+    assert {"auc", "accuracy", "ece", "bon_selection_accuracy"} <= set(manifest["metrics"]["valid"])
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    losses = [r["loss"] for r in rows if "loss" in r]
+    assert losses[-1] < losses[0] - 0.1, losses
+    assert rows[-1]["valid_auc"] == manifest["metrics"]["valid"]["auc"]
+
+    model = AutoModelForSequenceClassification.from_pretrained(out / "model")
+    tok = AutoTokenizer.from_pretrained(out / "model")
+    assert model.config.num_labels == 1 and model.config.pad_token_id == tok.pad_token_id
+    before, _ = load_verifier(str(tiny_model_dir))
+    start = dict(before.named_parameters())
+    assert set(start) == dict(model.named_parameters()).keys()
+    assert all(not torch.equal(p, start[n]) for n, p in model.named_parameters())
+    pairs = [("Write f(x) that adds 3.\n\nTests:\nassert f(0) == 3", "def f(x):\n    return x + 3"), ("p", "x = 1")]
+    assert score(model, tok, pairs) == pytest.approx(load_scorer(out / "model", ModelConfig())(pairs), abs=1e-6)
+    assert train_verifier(config) == metrics  # complete: skipped
+
+
+def test_stage_without_its_inputs_names_them(tiny_model_dir, tmp_path):
+    with pytest.raises(FileNotFoundError, match="warmup/model: warm-started base model not found"):
+        train_verifier(_compose([f"run_dir={tmp_path}"]))
+    with pytest.raises(FileNotFoundError, match="iter1/rollouts: no rollouts here; run pipelines/collect_rollouts.py"):
+        train_verifier(_compose([f"run_dir={tmp_path}", f"init={tiny_model_dir}"]))
+    _synthetic_run(tmp_path)
+    with pytest.raises(FileNotFoundError, match="nowhere: problem split not found"):
+        train_verifier(_compose([f"run_dir={tmp_path}", f"init={tiny_model_dir}", f"problems={tmp_path}/nowhere"]))
+    write_records([Problem("q", "s", "f", [], [])], tmp_path / "other", Problem)
+    with pytest.raises(ValueError, match="12 rollout problems are not there .first: p0."):
+        train_verifier(_compose([f"run_dir={tmp_path}", f"init={tiny_model_dir}", f"problems={tmp_path}/other"]))
+
+
+@pytest.mark.parametrize("override, message", [
+    ("loss=nope", "loss"), ("inputs=[]", "inputs is empty"), ("valid_fraction=1.0", "valid_fraction=1.0 must be"),
+    ("pairs_per_problem=0", "pairs_per_problem=0 must be"), ("l2=-1", "l2=-1.0 must be"),
+])
+def test_bad_values_fail_with_one_line(override, message):
+    with pytest.raises(Exception, match=message):
+        _compose([override])

@@ -1,0 +1,111 @@
+"""The main job end to end on a miniature configuration: every stage, the report, skip on rerun, and
+resume after SIGKILL with the same final metrics as an uninterrupted run."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from omegaconf import OmegaConf
+
+from mucode import artifacts
+from mucode.config import CONF_DIR, register
+from mucode.iterate import ExpertIterationConfig, run
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# A miniature of the default: a 2-layer hidden-32 model, 200 problems, 1 iteration, a few steps per
+# stage. It learns nothing (so the verifier is BCE and the expert the learned one: no code is correct);
+# it runs every stage for real.
+MINI = [
+    "task.embedded.size=200", "model.tiny.hidden_size=32", "model.tiny.num_layers=2", "model.tiny.num_heads=2",
+    "model.tiny.intermediate_size=64", "model.tiny.vocab_size=500", "iterations=1",
+    "warmup.max_steps=4", "warmup.batch_tokens=1024", "warmup.checkpoint_every=2",
+    "rollout.problems_per_iteration=6", "rollout.samples=2", "rollout.chunk_size=2",
+    "sampling.max_new_tokens=16", "verifier.loss=bce", "relabel.mode=learned", "verifier.train.max_steps=3",
+    "verifier.train.checkpoint_every=1", "sft.train.max_steps=3", "sft.train.checkpoint_every=1",
+    "eval.limit=4", "eval.search.searches=1", "eval.search.candidates=2", "eval.search.turns=2",
+    "eval.search.sampling.max_new_tokens=16", "tracking.wandb=disabled",
+]
+
+
+def _config(run_dir: Path, extra: list[str] = ()) -> ExpertIterationConfig:
+    register()
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        return OmegaConf.to_object(compose(config_name="expert_iteration",
+                                           overrides=[f"run_dir={run_dir}", *MINI, *extra]))
+
+
+STAGES = ["problems", "base", "warmup", "iter1/rollouts", "iter1/verifier", "iter1/relabel", "iter1/sft",
+          "eval/base", "eval/iter1"]
+
+
+def _metrics(run_dir: Path) -> dict:
+    """What must not depend on interruptions: every stage's metrics without timings."""
+    out = {}
+    for stage in STAGES:
+        metrics = artifacts.read_manifest(run_dir / stage)["metrics"]
+        text = json.dumps(metrics, sort_keys=True).replace(str(run_dir), "RUN")
+        out[stage] = json.loads(text, object_hook=_drop_timings)
+    return out
+
+
+def _drop_timings(d: dict) -> dict:
+    return {k: v for k, v in d.items() if not any(w in k for w in ("seconds", "per_s", "model_dir", "resumed"))}
+
+
+@pytest.mark.slow
+def test_main_job_runs_every_stage_writes_the_report_and_skips_when_done(tmp_path):
+    run(_config(tmp_path, ["final_rollouts=true"]))
+    for stage in [*STAGES, "iter2/rollouts", "final_verifier"]:
+        assert artifacts.read_manifest(tmp_path / stage) is not None, stage
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert list(summary["generators"]) == ["base", "iter1"]
+    for g in summary["generators"].values():
+        assert len(g["greedy"]["by_turn"]) == 2 and set(g["bon"]) == {"random", "pt", "lv", "pt+lv"}
+        assert all(0 <= b["accuracy"] <= 1 for b in g["bon"].values())
+    assert set(summary["verifier"]) >= {"auc", "accuracy"} and summary["wall_seconds"] > 0
+    evaluated_with = artifacts.read_manifest(tmp_path / "eval" / "base")["metrics"]["verifier"]
+    assert evaluated_with == str(tmp_path / "final_verifier" / "model")
+    assert "iter1/sft" in summary["stage_seconds"] or "iter1" in json.dumps(summary["stage_seconds"])
+    assert (tmp_path / "report.md").is_file() and list((tmp_path).rglob("*.png"))
+    before = _metrics(tmp_path)
+    stamps = {s: (tmp_path / s / "manifest.json").stat().st_mtime_ns for s in STAGES}
+    run(_config(tmp_path, ["final_rollouts=true"]))  # everything complete: nothing reruns
+    assert {s: (tmp_path / s / "manifest.json").stat().st_mtime_ns for s in STAGES} == stamps
+    assert _metrics(tmp_path) == before
+
+
+def _main_job(run_dir: Path) -> subprocess.Popen:
+    cmd = [sys.executable, str(ROOT / "pipelines" / "expert_iteration.py"), f"run_dir={run_dir}", *MINI]
+    return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kill_when", ["iter1/rollouts/shard-000-of-001/chunk-00001", "iter1/sft/checkpoints"])
+def test_killed_main_job_resumes_to_the_metrics_of_an_uninterrupted_run(tmp_path, kill_when):
+    whole = tmp_path / "whole"
+    assert _main_job(whole).wait(timeout=600) == 0
+    cut = tmp_path / "cut"
+    proc = _main_job(cut)
+    deadline = time.monotonic() + 600
+    while not (cut / kill_when).exists():
+        assert proc.poll() is None, f"finished before {kill_when} appeared: {proc.stderr.read()[-500:]}"
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not (cut / "summary.json").exists()
+    rerun = _main_job(cut)
+    assert rerun.wait(timeout=600) == 0, rerun.stderr.read()[-2000:]
+    assert _metrics(cut) == _metrics(whole)
