@@ -28,7 +28,7 @@ SHOWN = ("auc", "accuracy", "ece", "bon_selection_accuracy")
 def main(config: TrainVerifierConfig) -> None:
     metrics = train_verifier(config)
     train, valid = metrics["train"], metrics.get("valid", {})
-    shown = ", ".join(f"{k} {valid[k]:.3f}" for k in SHOWN if k in valid) or "no validation split"
+    shown = ", ".join(f"{k} {valid[k]:.3f}" for k in SHOWN if valid.get(k) is not None) or "none"
     print(f"{train['steps']} steps, {train['seconds']:.0f} s -> {train['model_dir']}; valid: {shown}")
 
 
