@@ -59,8 +59,14 @@ def _metrics(run_dir: Path) -> dict:
     return out
 
 
+# Timings differ run to run. A training stage resumed from a checkpoint also reports its loss window
+# and padding share over the batches run since the resume only (a known limit of mucode.training);
+# its weights are the same, which the evaluations of its generator check.
+_VARYING = ("seconds", "per_s", "model_dir", "resumed", "final_loss", "padding_waste")
+
+
 def _drop_timings(d: dict) -> dict:
-    return {k: v for k, v in d.items() if not any(w in k for w in ("seconds", "per_s", "model_dir", "resumed"))}
+    return {k: v for k, v in d.items() if not any(w in k for w in _VARYING)}
 
 
 @pytest.mark.slow
