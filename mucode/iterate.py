@@ -29,6 +29,7 @@ resumes from its checkpoint, rollouts from their last finished chunk).
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from dataclasses import dataclass, field
@@ -306,16 +307,12 @@ class _Clock:
     killed half-way loses only its own partial time)."""
 
     def __init__(self, path: Path) -> None:
-        import json
-
         self.path = path
         self.before = json.loads(path.read_text())["wall_seconds"] if path.is_file() else 0.0
         self.start = time.perf_counter()
         self.total = self.before
 
     def tick(self) -> float:
-        import json
-
         self.total = self.before + time.perf_counter() - self.start
         artifacts.atomic_write_text(self.path, json.dumps({"wall_seconds": self.total}))
         return self.total
