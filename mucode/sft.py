@@ -194,7 +194,8 @@ def load_examples(config: TrainGeneratorConfig) -> list[SFTExample]:
             replay = random.Random(config.train.seed).sample(replay, n)
         examples += replay
     if not examples:
-        raise ValueError(f"train_generator: no examples in inputs={config.inputs}")
+        raise ValueError(f"train_generator: no examples in inputs={config.inputs} (relabeling yields none when "
+                         "no rollout has a correct code: warm start longer or collect more rollouts)")
     return examples
 
 
