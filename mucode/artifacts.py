@@ -92,6 +92,18 @@ def atomic_write_text(path: str | Path, text: str) -> Path:
     return atomic_write_bytes(path, text.encode("utf-8"))
 
 
+def write_config(out_dir: str | Path, config: Any, main_process: bool = True) -> dict[str, Any]:
+    """Save a stage's resolved dataclass config as out_dir/config.yaml (main process only) and
+    return it as plain values (enums as strings) for the tracker."""
+    from omegaconf import OmegaConf
+
+    resolved = OmegaConf.structured(config)
+    if main_process:
+        Path(out_dir).mkdir(parents=True, exist_ok=True)
+        atomic_write_text(Path(out_dir) / "config.yaml", OmegaConf.to_yaml(resolved))
+    return OmegaConf.to_container(resolved, enum_to_str=True)
+
+
 def atomic_write_json(path: str | Path, obj: Any) -> Path:
     """Atomic JSON write (dataclasses are converted; keys keep their order; an undefined metric,
     NaN or infinite, is written as null so that strict JSON readers accept the file)."""

@@ -38,7 +38,6 @@ small CPU budget, cut `limit` or S before N.
 from __future__ import annotations
 
 import dataclasses
-import functools
 import json
 import logging
 import random
@@ -54,11 +53,11 @@ import torch
 from mucode import artifacts
 from mucode.generation import SamplingConfig, load_backend
 from mucode.metrics import pass_at_k
-from mucode.models import ModelConfig, load_generator, load_verifier
+from mucode.models import ModelConfig, load_generator
 from mucode.records import Problem, read_records
 from mucode.sandbox import Sandbox, SandboxConfig
 from mucode.search import Scorer, SearchConfig, SearchState, Selector, correct_by, run_searches, select, summarize
-from mucode.verifier import score
+from mucode.verifier import load_scorer
 
 log = logging.getLogger(__name__)
 
@@ -124,14 +123,6 @@ def open_backend(model: ModelConfig, path: str, sampling: SamplingConfig):
     """A generation backend on the generator at `path` (on the GPU when there is one)."""
     generator, tokenizer = load_generator(model, path)
     return load_backend(generator.to(_device()), tokenizer, sampling, path)
-
-
-def open_scorer(path: str, model: ModelConfig, batch_size: int) -> Scorer:
-    """(problem text, code) pairs -> verifier scores, from a saved verifier folder."""
-    verifier, tokenizer = load_verifier(path, model.dtype)
-    if model.chat_template:
-        tokenizer.chat_template = model.chat_template
-    return functools.partial(score, verifier.to(_device()), tokenizer, batch_size=batch_size)
 
 
 def pass_at_k_by_turn(searches: list[SearchState], turns: int) -> dict:
@@ -209,8 +200,6 @@ def evaluate(config: EvaluateConfig, scorer: Scorer | None = None) -> dict:
 
     `scorer` replaces the verifier loaded from `config.verifier` (tests, or a scorer already in memory).
     """
-    from omegaconf import OmegaConf
-
     config = resolved(config)
     out_dir = Path(config.out_dir)
     if (manifest := artifacts.read_manifest(out_dir)) is not None:
@@ -224,7 +213,7 @@ def evaluate(config: EvaluateConfig, scorer: Scorer | None = None) -> dict:
     generator = generator_path(config)
     backend = open_backend(config.model, generator, config.search.sampling)
     if scorer is None and config.verifier is not None:
-        scorer = open_scorer(config.verifier, config.model, config.verifier_batch_size)
+        scorer = load_scorer(config.verifier, config.model, batch_size=config.verifier_batch_size)
     with Sandbox(config.sandbox) as sandbox:
         metrics, rows = search_metrics(problems, backend, sandbox, scorer, config.search, config.candidates_sweep)
     metrics |= {"problems": len(problems), "split": config.split, "generator": generator,
@@ -233,7 +222,7 @@ def evaluate(config: EvaluateConfig, scorer: Scorer | None = None) -> dict:
                 "turns": config.search.turns, "tokens_per_s": backend.stats.tokens_per_s,
                 "generations": backend.stats.completions, "tokens": backend.stats.tokens}
     out_dir.mkdir(parents=True, exist_ok=True)
-    artifacts.atomic_write_text(out_dir / "config.yaml", OmegaConf.to_yaml(OmegaConf.structured(config)))
+    artifacts.write_config(out_dir, config)
     artifacts.atomic_write_text(out_dir / "results.jsonl", _jsonl(rows))
     inputs = {"problems": split, **{k: p for k, p in (("generator", generator), ("verifier", config.verifier))
                                     if p is not None and Path(p).is_dir()}}
@@ -306,7 +295,7 @@ def solve(config: SolveConfig, scorer: Scorer | None = None) -> Path:
     problems = [dataclasses.replace(p, private_tests=[]) for p in load(config.problems, "test")]
     backend = open_backend(config.model, config.generator, config.search.sampling)
     if scorer is None and config.verifier is not None:
-        scorer = open_scorer(config.verifier, config.model, config.verifier_batch_size)
+        scorer = load_scorer(config.verifier, config.model, batch_size=config.verifier_batch_size)
     with Sandbox(config.sandbox) as sandbox:
         searches = run_searches(problems, backend, sandbox, scorer, config.search, [config.selector])
     rows = answers(searches, config.selector, random.Random(config.search.seed))

@@ -38,7 +38,6 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -211,8 +210,6 @@ def init_path(config: TrainGeneratorConfig) -> str:
 
 def train_generator(config: TrainGeneratorConfig, examples: list[SFTExample] | None = None) -> TrainResult:
     """Run the SFT stage into config.out_dir (skipped when its manifest is complete)."""
-    from omegaconf import OmegaConf
-
     out_dir = Path(config.out_dir)
     if (manifest := artifacts.read_manifest(out_dir)) is not None:
         log.info("%s complete; skipping", out_dir)
@@ -223,11 +220,7 @@ def train_generator(config: TrainGeneratorConfig, examples: list[SFTExample] | N
     model, tokenizer = load_generator(config.model, init)
     items, dropped = tokenize_all(tokenizer, examples, config.train.max_length)
     main = process_state(config.train).is_main_process
-    resolved = OmegaConf.structured(config)
-    if main:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        artifacts.atomic_write_text(out_dir / "config.yaml", OmegaConf.to_yaml(resolved))
-    params = OmegaConf.to_container(resolved, enum_to_str=True)
+    params = artifacts.write_config(out_dir, config, main)
     with open_logger(config.tracking, out_dir, _label(config), params, main_process=main) as logger:
         result = train(model, items, [len(t.input_ids) for t in items],
                        lambda batch: collate(batch, tokenizer.pad_token_id), sft_loss, config.train,

@@ -53,7 +53,7 @@ from mucode.models import TINY, ModelConfig, load_verifier, resolve_path
 from mucode.prompts import format_code, problem_text
 from mucode.records import Episode, Message, Problem, VerifierExample, read_records
 from mucode.tracking import TrackingConfig, open_logger
-from mucode.training import TrainConfig, TrainResult, process_state, train
+from mucode.training import TrainConfig, process_state, train
 
 if TYPE_CHECKING:
     from mucode.search import Scorer
@@ -306,8 +306,6 @@ def train_verifier(config: TrainVerifierConfig, episodes: list[Episode] | None =
     Returns the manifest's metrics: train (the TrainResult), valid (verifier metrics on the held-out
     problems; an undefined one, such as AUC with one class, is None) and sizes.
     """
-    from omegaconf import OmegaConf
-
     out_dir = Path(config.out_dir)
     if (manifest := artifacts.read_manifest(out_dir)) is not None:
         log.info("%s complete; skipping", out_dir)
@@ -325,11 +323,7 @@ def train_verifier(config: TrainVerifierConfig, episodes: list[Episode] | None =
                                 pad_id=tokenizer.pad_token_id)
     loss_fn = bce_step if config.loss is VerifierLoss.bce else functools.partial(bt_step, l2=config.l2)
     main = process_state(config.train).is_main_process
-    resolved = OmegaConf.structured(config)
-    if main:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        artifacts.atomic_write_text(out_dir / "config.yaml", OmegaConf.to_yaml(resolved))
-    params = OmegaConf.to_container(resolved, enum_to_str=True)
+    params = artifacts.write_config(out_dir, config, main)
     metrics: dict[str, Any] = {"sizes": _sizes(train_ex, valid_ex, items, ids, config.train.max_length)}
     with open_logger(config.tracking, out_dir, _label(config), params, main_process=main) as logger:
         result = train(model, items, lengths, collate, loss_fn, config.train, out_dir, logger, tokenizer)
