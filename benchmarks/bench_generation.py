@@ -91,7 +91,8 @@ def main() -> None:
     prompts = [render(tok, state(p, args.turn)) for p in problems]
     lengths = [len(tok(p, add_special_tokens=False)["input_ids"]) for p in prompts]
     backend = TransformersBackend(model, tok)
-    config = SamplingConfig(temperature=TEMPERATURE, max_new_tokens=args.new_tokens, batch_size=args.prompts)
+    config = SamplingConfig(temperature=TEMPERATURE, max_new_tokens=args.new_tokens, batch_size=args.prompts,
+                            bf16=False)
     sides = {
         "per_sample": lambda: per_sample(model, tok, prompts, args.new_tokens),
         "batched": lambda: sum(c.n_tokens for c in backend.generate(prompts, config)),

@@ -125,7 +125,7 @@ class ExpertIterationConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     """The base model of the generator and the verifier."""
     warmup: TrainConfig = field(default_factory=TrainConfig)
-    """Warm start recipe (tiny base only): defaults 550 steps x 2048 tokens at 4e-3."""
+    """Warm start recipe (tiny base only): defaults 700 steps x 2048 tokens at 4e-3."""
     rollout: RolloutConfig = field(default_factory=RolloutConfig)
     """K episodes x T turns on `problems_per_iteration` fresh train problems per iteration."""
     sampling: SamplingConfig = field(default_factory=lambda: SamplingConfig(temperature=0.8, max_new_tokens=96))

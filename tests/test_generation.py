@@ -128,6 +128,20 @@ def test_bf16_sampling_leaves_the_model_in_fp32(backend):
     assert half.dtype == torch.bfloat16 and half.model.rotary_emb.inv_freq.dtype == torch.float32
 
 
+@pytest.mark.parametrize("fast", [True, False])
+def test_bf16_by_default_only_where_it_is_fast(backend, monkeypatch, fast):
+    import mucode.generation as generation
+
+    copies = []
+    monkeypatch.setattr(generation, "bf16_is_fast", lambda: fast)
+    monkeypatch.setattr(generation, "bf16_copy", lambda m: copies.append(m) or m)
+    prompts = _prompts(backend.tokenizer, 2)
+    backend.generate(prompts, SamplingConfig(temperature=0.8, max_new_tokens=3))            # bf16: null = auto
+    assert len(copies) == int(fast)
+    backend.generate(prompts, SamplingConfig(temperature=0.8, max_new_tokens=3, bf16=False))  # explicit wins
+    assert len(copies) == int(fast)
+
+
 def test_other_architectures_use_model_generate(tiny_tokenizer):
     from transformers import MistralConfig, MistralForCausalLM
 

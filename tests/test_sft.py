@@ -114,7 +114,7 @@ def test_default_config_is_the_warm_start():
     assert isinstance(config, TrainGeneratorConfig)
     assert config.warmup and not config.inputs and config.init == "base"
     assert config.out_dir == "runs/default/warmup"
-    assert (config.train.max_steps, config.train.lr, config.train.batch_tokens) == (550, 4e-3, 2048)
+    assert (config.train.max_steps, config.train.lr, config.train.batch_tokens) == (700, 4e-3, 2048)
     with pytest.raises(ValueError, match="no data"):
         _compose(["warmup=false"])
 
