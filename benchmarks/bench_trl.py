@@ -2,6 +2,7 @@
 
     make bench-env                                   # .venv-bench: mucode + trl (trl is not a mucode dependency)
     .venv-bench/bin/python benchmarks/bench_trl.py --task sft    --reps 5 --json /tmp/bench_sft.json
+    .venv-bench/bin/python benchmarks/bench_trl.py --task sft    --reps 5 --sort-window 50  # length buckets
     .venv-bench/bin/python benchmarks/bench_trl.py --task reward --reps 5 --json /tmp/bench_reward.json
 
 Each repetition runs both sides, each in a fresh process (order alternating, so outside load hits
@@ -20,10 +21,10 @@ both), in the same environment (one torch, one transformers), with the same star
     batch   --batch examples (pairs) per optimizer step, no accumulation, max length 1024
     recipe  AdamW (0.9, 0.95), weight decay 0.01, lr --lr with 10 warmup steps then cosine to 10%,
             grad clip 1.0, bf16 autocast where fast (as mucode's precision=auto), --steps steps, seed 0
-    threads --threads torch threads in both (1 by default, as the main job runs)
-How they differ (each side's own default, which is the point): mucode sorts examples into
-length buckets before cutting batches (little padding); TRL shuffles and pads each batch to its
-longest. mucode's SFT loss is the mean over examples of each example's token mean; TRL's is the mean
+    threads --threads torch threads in both (2 by default, as `make run` on 2 cores)
+How they differ: TRL shuffles and pads each batch to its longest; mucode packs shuffled examples
+the same way, or with --sort-window 50 first sorts windows of 50 batches by length (less padding,
+but batches of look-alike examples, which learn less per step on this data: see the README). mucode's SFT loss is the mean over examples of each example's token mean; TRL's is the mean
 over all answer tokens of the batch (equal when answers have equal length).
 
 Measured per side: tokens/s = answer+prompt tokens that are not padding, processed per second of
@@ -89,7 +90,8 @@ def run_mucode(task: str, workdir: Path, args) -> dict:
     from mucode.training import TrainConfig, train
 
     config = TrainConfig(lr=args.lr, warmup_steps=10, max_steps=args.steps, batch_size=args.batch, batch_tokens=0,
-                         max_length=1024, checkpoint_every=0, log_every=LOG_EVERY, seed=0)
+                         max_length=1024, checkpoint_every=0, log_every=LOG_EVERY, seed=0,
+                         sort_window=args.sort_window)
     out = Path(tempfile.mkdtemp(dir=workdir))
     logger = open_logger(TrackingConfig(wandb=WandbMode.disabled), out, task)
     if task == "sft":
@@ -259,7 +261,10 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--lr", type=float, default=None, help="default: 4e-3 (sft), 1e-3 (reward)")
     parser.add_argument("--problems", type=int, default=2000, help="warm-start problems the data comes from")
-    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--sort-window", type=int, default=0,
+                        help="mucode's length buckets (TrainConfig.sort_window): 0 = random batches, as the "
+                             "iteration SFT and verifier recipes; 50 = the warm start's buckets")
     parser.add_argument("--json", help="write the per-repetition results and medians here")
     parser.add_argument("--side", choices=["mucode", "trl"], help=argparse.SUPPRESS)
     parser.add_argument("--workdir", help=argparse.SUPPRESS)
@@ -281,7 +286,7 @@ def main() -> None:
             for side in order:
                 cmd = [sys.executable, __file__, "--side", side, "--workdir", tmp, "--task", args.task,
                        "--steps", str(args.steps), "--batch", str(args.batch), "--lr", str(args.lr),
-                       "--threads", str(args.threads)]
+                       "--threads", str(args.threads), "--sort-window", str(args.sort_window)]
                 start = time.perf_counter()
                 proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
                 line = next((x for x in proc.stdout.splitlines() if x.startswith("RESULT ")), None)

@@ -57,7 +57,7 @@ log = logging.getLogger(__name__)
 
 def _iteration_sft() -> TrainConfig:
     """Generator i's recipe: a short fine-tune of generator 0 (feasibility: ~170 steps at 5e-4)."""
-    return TrainConfig(lr=5e-4, warmup_steps=10, max_steps=170, checkpoint_every=50)
+    return TrainConfig(lr=5e-4, warmup_steps=10, max_steps=170, checkpoint_every=50, sort_window=0)
 
 
 @dataclass

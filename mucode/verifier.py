@@ -79,7 +79,7 @@ def default_recipe() -> TrainConfig:
     BT 0.86 / 0.79 / 0.85, BCE 0.80 / 0.66 / 0.77. More steps (120) or lr 5e-4 / 2e-3 did not help.
     """
     return TrainConfig(lr=1e-3, warmup_steps=10, max_steps=80, batch_tokens=4096, max_length=1024,
-                       checkpoint_every=50)
+                       checkpoint_every=50, sort_window=0)
 
 
 @dataclass

@@ -68,15 +68,18 @@ def test_lr_factor_warmup_then_each_schedule():
 def test_plan_is_deterministic_covers_every_example_once_and_respects_the_budget():
     rng = random.Random(0)
     lengths = [rng.randint(20, 160) for _ in range(3000)]
-    config = TrainConfig(batch_tokens=1024, max_length=512)
-    plan = plan_batches(lengths, config, epoch=0)
-    assert plan == plan_batches(lengths, config, epoch=0)
-    assert plan != plan_batches(lengths, config, epoch=1)
-    assert sorted(i for b in plan for i in b) == list(range(3000))
-    assert all(len(b) * max(lengths[i] for i in b) <= 1024 for b in plan)
-    assert padding_waste(plan, lengths) < 0.03  # bucketed
-    unsorted = [list(range(i, min(i + 12, 3000))) for i in range(0, 3000, 12)]
-    assert padding_waste(unsorted, lengths) > 0.3  # what bucketing saves
+    for window in (0, 50):  # random batches (the default), length buckets
+        config = TrainConfig(batch_tokens=1024, max_length=512, sort_window=window)
+        plan = plan_batches(lengths, config, epoch=0)
+        assert plan == plan_batches(lengths, config, epoch=0)
+        assert plan != plan_batches(lengths, config, epoch=1)
+        assert sorted(i for b in plan for i in b) == list(range(3000))
+        assert all(len(b) * max(lengths[i] for i in b) <= 1024 for b in plan)
+        if window:
+            assert padding_waste(plan, lengths) < 0.03  # bucketed
+        else:
+            assert padding_waste(plan, lengths) > 0.2  # what bucketing saves
+            assert sum(len(b) for b in plan) / len(plan) > 6  # still packed up to the budget
     capped = plan_batches(lengths, TrainConfig(batch_size=5, batch_tokens=0, max_length=512), 0)
     assert {len(b) for b in capped[:-1]} <= {5} and len(capped) >= 600
 
