@@ -27,9 +27,10 @@ by length (length buckets: little padding), and the micro-batches are shuffled. 
 the kind of example (the embedded suite: number of operations), bucketed batches of look-alike
 examples learn less per step (held-out loss 0.61 vs 0.43 after 60 SFT steps, benchmarks/README.md)
 for ~20% more tokens/s: the warm start keeps sort_window=50 (its step budget was calibrated with it;
-without, 550 steps gave 63% or 22% greedy by seed), the iteration SFT and verifier recipes use 0. An optimizer step takes `grad_accum x world_size` consecutive micro-batches of that
-plan, micro-batch k going to rank k % world_size. Every rank computes the same plan, so the data
-position is just (epoch, offset into the plan). Micro-batches left over at the end of an epoch (fewer
+without, 550 steps gave 63% or 22% greedy by seed), the iteration SFT and verifier recipes use 0.
+An optimizer step takes `grad_accum x world_size` consecutive micro-batches of that plan, micro-batch
+k going to rank k % world_size. Every rank computes the same plan, so the data position is just
+(epoch, offset into the plan). Micro-batches left over at the end of an epoch (fewer
 than one step) are skipped in that epoch. The gradient of a step is the example-weighted mean of the
 micro-batches' mean losses, so accumulation and data parallelism reproduce one large batch exactly.
 
@@ -43,7 +44,7 @@ or data fails with one line. At the end the model is saved with `save_pretrained
 `out_dir/model` atomically (under ZeRO-3 the 16-bit weights are gathered first), then
 `train_result.json`, then the checkpoints are removed.
 
-Limits: one model and one optimizer (AdamW); no sequence packing (bucketing keeps padding small); the
+Limits: one model and one optimizer (AdamW); no sequence packing (sort_window > 0 keeps padding small); the
 fingerprint does not hash example contents, only their count and lengths.
 """
 
