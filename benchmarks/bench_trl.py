@@ -24,13 +24,16 @@ both), in the same environment (one torch, one transformers), with the same star
     threads --threads torch threads in both (2 by default, as `make run` on 2 cores)
 How they differ: TRL shuffles and pads each batch to its longest; mucode packs shuffled examples
 the same way, or with --sort-window 50 first sorts windows of 50 batches by length (less padding,
-but batches of look-alike examples, which learn less per step on this data: see the README). mucode's SFT loss is the mean over examples of each example's token mean; TRL's is the mean
-over all answer tokens of the batch (equal when answers have equal length).
+but batches of look-alike examples, which learn less per step on this data: see the README).
+mucode's SFT loss is the mean over examples of each example's token mean; TRL's is the mean over all
+answer tokens of the batch (equal when answers have equal length).
 
 Measured per side: tokens/s = answer+prompt tokens that are not padding, processed per second of
 the training loop (model loading and data preparation excluded on both sides: mucode's
 TrainResult.seconds, TRL's train_runtime); the loss every 10 steps and the final loss (mean of the
-last 10 steps). Prints each repetition and the medians, and the ratio mucode / TRL.
+last 10 steps); the held-out loss: both trained models scored by the same function (mucode's SFT or
+BT loss, fp32) on the next 300 warm-start problems. Prints each repetition, the medians and the
+ratio mucode / TRL.
 """
 
 import argparse
@@ -211,7 +214,8 @@ def run_trl(task: str, workdir: Path, args) -> dict:
         records = [{"chosen": verifier_text(tok, r["prompt"], r["chosen"]),
                     "rejected": verifier_text(tok, r["prompt"], r["rejected"])} for r in rows]
         config = trl_args(RewardConfig, out, args, max_length=1024, center_rewards_coefficient=None)
-        trainer = RewardTrainer(model=model, args=config, train_dataset=Dataset.from_list(records), processing_class=tok)
+        trainer = RewardTrainer(model=model, args=config, train_dataset=Dataset.from_list(records),
+                                processing_class=tok)
         ours = [tok(t, add_special_tokens=False)["input_ids"] for r in records for t in (r["chosen"], r["rejected"])]
         theirs = [ids for row in trainer.train_dataset for ids in (row["chosen_ids"], row["rejected_ids"])]
         if theirs != ours:
@@ -295,10 +299,11 @@ def main() -> None:
                 result = json.loads(line[len("RESULT "):]) | {"process_seconds": time.perf_counter() - start}
                 runs[side].append(result)
                 print(f"rep {rep} {side:6s} {result['tokens_per_s']:8.0f} tok/s  loop {result['seconds']:6.1f} s  "
-                      f"final loss {result['final_loss']:.4f}  held-out {result['heldout_loss']:.4f}  curve {[round(x, 3) for x in result['curve']]}",
+                      f"final loss {result['final_loss']:.4f}  held-out {result['heldout_loss']:.4f}  "
+                      f"curve {[round(x, 3) for x in result['curve']]}",
                       flush=True)
-    med = {side: {k: statistics.median(r[k] for r in rs) for k in ("tokens_per_s", "seconds", "final_loss", "heldout_loss")}
-           for side, rs in runs.items()}
+    keys = ("tokens_per_s", "seconds", "final_loss", "heldout_loss")
+    med = {side: {k: statistics.median(r[k] for r in rs) for k in keys} for side, rs in runs.items()}
     ratio = med["mucode"]["tokens_per_s"] / med["trl"]["tokens_per_s"]
     print(f"median tokens/s: mucode {med['mucode']['tokens_per_s']:.0f}, TRL {med['trl']['tokens_per_s']:.0f} "
           f"-> {ratio:.2f}x; final loss mucode {med['mucode']['final_loss']:.4f}, TRL {med['trl']['final_loss']:.4f}; "

@@ -9,7 +9,8 @@ reused, nothing in it is written. Each variant runs the stage's own entry point 
     eval       the last generator + final verifier on `--eval-problems` test problems, greedy + BoN with
                all selectors: as is (S=1, N=4, T=3), 2x problems, 2x N (candidates), 2x T (turns)
 Measured per variant: wall seconds of the process, the largest peak RSS in its process tree
-(getrusage of children: the stage process, or a sandbox worker if larger), generations made and tokens/s (from the stage's manifest).
+(getrusage of children: the stage process, or a sandbox worker if larger), generations made and
+tokens/s (from the stage's manifest; evaluation only).
 The training stages are not varied: they run a fixed number of optimizer steps (their cost does
 not depend on problems, K, N or T; only their data does) — their times come from the main job's
 summary.json.
@@ -23,7 +24,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -174,7 +174,8 @@ class TrainConfig:
         if not (0.0 <= self.beta1 < 1.0 and 0.0 <= self.beta2 < 1.0):
             raise ValueError(f"train.beta1={self.beta1}, train.beta2={self.beta2} must be in [0, 1)")
         if min(self.warmup_steps, self.checkpoint_every, self.weight_decay, self.grad_clip, self.sort_window) < 0:
-            raise ValueError("train.warmup_steps, checkpoint_every, weight_decay, grad_clip and sort_window must be >= 0")
+            raise ValueError("train.warmup_steps, checkpoint_every, weight_decay, grad_clip and sort_window "
+                             "must be >= 0")
         if self.deepspeed is not None and not Path(self.deepspeed).is_file():
             raise ValueError(f"train.deepspeed={self.deepspeed}: no such file (see conf/deepspeed/)")
 
