@@ -78,6 +78,26 @@ def build(workdir: Path, problems: int) -> None:
         (workdir / f"pairs_{name}.json").write_text(json.dumps(pairs))
 
 
+def sft_items(tok, workdir: Path, split: str) -> list:
+    """mucode's tokenized SFT examples of sft_<split>.json (prompt masked, answer ending with eos)."""
+    from mucode import sft as msft
+    from mucode.records import SFTExample
+
+    rows = json.loads((workdir / f"sft_{split}.json").read_text())
+    return msft.tokenize_all(tok, [SFTExample(r["id"], r["messages"], r["target"]) for r in rows], 1024)[0]
+
+
+def pair_items(tok, workdir: Path, split: str) -> list[tuple[list[int], list[int]]]:
+    """(chosen ids, rejected ids) of every pair in pairs_<split>.json, as mucode's verifier reads them."""
+    from mucode import verifier as mver
+    from mucode.records import VerifierExample
+
+    rows = json.loads((workdir / f"pairs_{split}.json").read_text())
+    chosen = mver.tokenize(tok, [VerifierExample(r["id"], r["prompt"], r["chosen"], True) for r in rows], 1024)
+    rejected = mver.tokenize(tok, [VerifierExample(r["id"], r["prompt"], r["rejected"], False) for r in rows], 1024)
+    return list(zip(chosen, rejected))
+
+
 # ---------------------------------------------------------------------------------------------
 # mucode side
 
@@ -88,7 +108,6 @@ def run_mucode(task: str, workdir: Path, args) -> dict:
     from mucode import sft as msft
     from mucode import verifier as mver
     from mucode.models import ModelConfig, load_generator, load_verifier
-    from mucode.records import SFTExample, VerifierExample
     from mucode.tracking import TrackingConfig, WandbMode, open_logger
     from mucode.training import TrainConfig, train
 
@@ -99,18 +118,14 @@ def run_mucode(task: str, workdir: Path, args) -> dict:
     logger = open_logger(TrackingConfig(wandb=WandbMode.disabled), out, task)
     if task == "sft":
         model, tok = load_generator(ModelConfig(), str(workdir / "model"))
-        rows = json.loads((workdir / "sft_train.json").read_text())
-        items, _ = msft.tokenize_all(tok, [SFTExample(r["id"], r["messages"], r["target"]) for r in rows], 1024)
+        items = sft_items(tok, workdir, "train")
         lengths = [len(t.input_ids) for t in items]
         result = train(model, items, lengths, lambda b: msft.collate(b, tok.pad_token_id), msft.sft_loss,
                        config, out, logger)
     else:
         torch.manual_seed(0)
         model, tok = load_verifier(str(workdir / "model"))
-        rows = json.loads((workdir / "pairs_train.json").read_text())
-        chosen = mver.tokenize(tok, [VerifierExample(r["id"], r["prompt"], r["chosen"], True) for r in rows], 1024)
-        rejected = mver.tokenize(tok, [VerifierExample(r["id"], r["prompt"], r["rejected"], False) for r in rows], 1024)
-        items = list(zip(chosen, rejected))
+        items = pair_items(tok, workdir, "train")
         lengths = [2 * max(len(c), len(r)) for c, r in items]
         real = [len(c) + len(r) for c, r in items]
 
@@ -136,21 +151,16 @@ def heldout_loss(task: str, model, tok, workdir: Path) -> float:
 
     from mucode import sft as msft
     from mucode import verifier as mver
-    from mucode.records import SFTExample, VerifierExample
 
     model.eval()
     losses = []
     with torch.no_grad():
         if task == "sft":
-            rows = json.loads((workdir / "sft_heldout.json").read_text())
-            items, _ = msft.tokenize_all(tok, [SFTExample(r["id"], r["messages"], r["target"]) for r in rows], 1024)
+            items = sft_items(tok, workdir, "heldout")
             for i in range(0, len(items), 32):
                 losses.append(msft.sft_loss(model, msft.collate(items[i:i + 32], tok.pad_token_id))[0].item())
         else:
-            rows = json.loads((workdir / "pairs_heldout.json").read_text())
-            c = mver.tokenize(tok, [VerifierExample(r["id"], r["prompt"], r["chosen"], True) for r in rows], 1024)
-            r = mver.tokenize(tok, [VerifierExample(r["id"], r["prompt"], r["rejected"], False) for r in rows], 1024)
-            pairs = list(zip(c, r))
+            pairs = pair_items(tok, workdir, "heldout")
             for i in range(0, len(pairs), 32):
                 batch = mver.collate_pairs(pairs[i:i + 32], tok.pad_token_id)
                 losses.append(mver.bt_step(model, batch, l2=0.0)[0].item())
@@ -183,10 +193,8 @@ def run_trl(task: str, workdir: Path, args) -> dict:
     import torch
     from datasets import Dataset
 
-    from mucode import sft as msft
     from mucode.models import ModelConfig, load_generator, load_verifier
     from mucode.prompts import render
-    from mucode.records import SFTExample
     from mucode.verifier import verifier_text
 
     out = Path(tempfile.mkdtemp(dir=workdir))
@@ -195,12 +203,10 @@ def run_trl(task: str, workdir: Path, args) -> dict:
 
         model, tok = load_generator(ModelConfig(), str(workdir / "model"))
         rows = json.loads((workdir / "sft_train.json").read_text())
-        records, mine = [], []
-        for r in rows:
-            t = msft.tokenize(tok, SFTExample(r["id"], r["messages"], r["target"]), 1024)
-            records.append({"prompt": render(tok, r["messages"]),
-                            "completion": tok.decode(t.input_ids[t.prompt_len:], skip_special_tokens=False)})
-            mine.append(t)
+        mine = sft_items(tok, workdir, "train")  # none is dropped at max length 1024 (checked below)
+        records = [{"prompt": render(tok, r["messages"]),
+                    "completion": tok.decode(t.input_ids[t.prompt_len:], skip_special_tokens=False)}
+                   for r, t in zip(rows, mine)]
         config = trl_args(SFTConfig, out, args, max_length=1024, packing=False, completion_only_loss=True)
         trainer = SFTTrainer(model=model, args=config, train_dataset=Dataset.from_list(records), processing_class=tok)
         _check_sft_tokens(trainer.train_dataset, mine)
@@ -216,13 +222,12 @@ def run_trl(task: str, workdir: Path, args) -> dict:
         config = trl_args(RewardConfig, out, args, max_length=1024, center_rewards_coefficient=None)
         trainer = RewardTrainer(model=model, args=config, train_dataset=Dataset.from_list(records),
                                 processing_class=tok)
-        ours = [tok(t, add_special_tokens=False)["input_ids"] for r in records for t in (r["chosen"], r["rejected"])]
-        theirs = [ids for row in trainer.train_dataset for ids in (row["chosen_ids"], row["rejected_ids"])]
+        ours = pair_items(tok, workdir, "train")
+        theirs = [(row["chosen_ids"], row["rejected_ids"]) for row in trainer.train_dataset]
         if theirs != ours:
             raise SystemExit("error: TRL tokenized the pairs differently from mucode; the comparison would not be "
                              "on the same data")
-        real = [len(ids) for ids in ours[0::2]]
-        real = [a + len(b) for a, b in zip(real, ours[1::2])]
+        real = [len(c) + len(r) for c, r in ours]
     metrics = trainer.train().metrics
     curve = [h["loss"] for h in trainer.state.log_history if "loss" in h]
     model = trainer.accelerator.unwrap_model(trainer.model)
