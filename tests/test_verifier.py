@@ -142,7 +142,7 @@ def _synthetic_run(root):
     return problems, episodes
 
 
-STAGE = ["train.max_steps=24", "train.batch_tokens=0", "train.batch_size=8", "train.max_length=256",
+STAGE = ["train.max_steps=24", "train.epochs=0", "train.batch_tokens=0", "train.batch_size=8", "train.max_length=256",
          "train.precision=fp32", "train.warmup_steps=2", "train.lr=3e-3", "train.log_every=8",
          "tracking.wandb=disabled", "valid_fraction=0.25"]
 
