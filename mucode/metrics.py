@@ -35,11 +35,15 @@ def expected_calibration_error(probs: Sequence[float], labels: Sequence[bool], b
 
 
 def verifier_metrics(scores: Sequence[float], labels: Sequence[bool], groups: Sequence[str]) -> dict:
-    """AUC, accuracy (score > 0), calibration (ECE, Brier) and Best-of-N selection accuracy.
+    """AUC, accuracy (score > 0), calibration (ECE, Brier), within-problem pair accuracy and Best-of-N
+    selection accuracy.
 
-    `groups` names each candidate's problem. Selection accuracy: over problems that have at least one
-    correct and one wrong candidate, the share where the top-scored candidate is correct; `selection_random`
-    is the same share in expectation for a random pick, the baseline to beat.
+    `groups` names each candidate's problem. AUC ranks all candidates together, so a verifier that only
+    knows which problems are hard scores well on it; Best-of-N needs the ranking inside a problem:
+    `pair_accuracy` is the share of (correct, wrong) pairs of the same problem scored in that order (ties
+    count half; 0.5 is chance). Selection accuracy: over problems that have at least one correct and one
+    wrong candidate, the share where the top-scored candidate is correct; `selection_random` is the same
+    share in expectation for a random pick, the baseline to beat.
     """
     from sklearn.metrics import roc_auc_score
 
@@ -49,11 +53,13 @@ def verifier_metrics(scores: Sequence[float], labels: Sequence[bool], groups: Se
     for s, y, g in zip(scores, labels, groups):
         by_problem[g].append((s, y))
     mixed = [c for c in by_problem.values() if any(y for _, y in c) and not all(y for _, y in c)]
+    ordered = [(sp > sn) + 0.5 * (sp == sn) for c in mixed for sp, yp in c if yp for sn, yn in c if not yn]
     return {
         "auc": roc_auc_score(labels, scores) if 0 < sum(labels) < len(labels) else float("nan"),
         "accuracy": sum((s > 0) == y for s, y in zip(scores, labels)) / len(labels),
         "ece": expected_calibration_error(probs, labels),
         "brier": sum((p - y) ** 2 for p, y in zip(probs, labels)) / len(labels),
+        "pair_accuracy": sum(ordered) / len(ordered) if ordered else float("nan"),
         "selection_accuracy": sum(max(c, key=lambda t: t[0])[1] for c in mixed) / len(mixed) if mixed else float("nan"),
         "selection_random": sum(sum(y for _, y in c) / len(c) for c in mixed) / len(mixed) if mixed else float("nan"),
         "positives": sum(labels),

@@ -144,7 +144,7 @@ def generator_tables(generators: dict[str, dict]) -> list[str]:
 
 def run_tables(summary: dict) -> list[str]:
     """Verifier metrics, rollout fix share per iteration and stage times."""
-    keys = ("auc", "accuracy", "ece", "brier", "bon_selection_accuracy", "bon_selection_random")
+    keys = ("auc", "pair_accuracy", "accuracy", "ece", "brier", "bon_selection_accuracy", "bon_selection_random")
     lines = ["## Verifier (held-out problems)", ""]
     rows = [[n, *(_num(v.get(k)) for k in keys)] for n, v in summary["verifiers"].items()]
     lines += _table(["Verifier", *keys], rows or [["none", *("—" for _ in keys)]])

@@ -16,8 +16,8 @@ the score is read at the last non-pad token (the assistant turn's end token). Fo
 Labels come from the oracle: a code is positive iff it passes public and private tests. Every turn
 of every episode is a candidate (intermediate failed turns are negatives); candidates are unique per
 (problem, code) and aggregated over iterations. Problems, not examples, are split into train and a
-held-out validation share, on which the stage reports AUC, accuracy (logit > 0), ECE and Best-of-N
-selection accuracy (mucode.metrics.verifier_metrics).
+held-out validation share, on which the stage reports AUC, within-problem pair accuracy, accuracy
+(logit > 0), ECE and Best-of-N selection accuracy (mucode.metrics.verifier_metrics).
 
 Losses (SPEC §1 step 2):
     BCE   pointwise binary cross-entropy on (x, y, label); a batch item is one example
@@ -345,8 +345,9 @@ def train_verifier(config: TrainVerifierConfig, episodes: list[Episode] | None =
 
 
 def evaluate(scorer: Scorer, examples: list[VerifierExample]) -> dict[str, float]:
-    """Verifier metrics of `scorer` on `examples` (empty when there are none): auc, accuracy (logit > 0),
-    ece, brier, bon_selection_accuracy (and its random-pick baseline), positives, examples."""
+    """Verifier metrics of `scorer` on `examples` (empty when there are none): auc, pair_accuracy (within
+    problems), accuracy (logit > 0), ece, brier, bon_selection_accuracy (and its random-pick baseline),
+    positives, examples."""
     if not examples:
         return {}
     scores = scorer([(ex.prompt, ex.code) for ex in examples])

@@ -41,7 +41,19 @@ def test_verifier_metrics_hand_values():
     assert m["accuracy"] == pytest.approx(4 / 6)  # 2>0 T ok, -1 F ok, .5 F wrong, 1 T ok, -3 F ok, 0 T wrong
     # a: top 2.0 correct; b: top 1.0 correct; c: top 0.0 correct -> 3/3; random = 1/2 each
     assert m["selection_accuracy"] == 1.0 and m["selection_random"] == 0.5
+    # same-problem pairs: a (2.0 > -1.0), b (1.0 > 0.5), c (0.0 > -3.0): all 3 in order
+    assert m["pair_accuracy"] == 1.0
     assert m["positives"] == 3 and 0 <= m["ece"] <= 1 and 0 <= m["brier"] <= 1
+
+
+def test_pair_accuracy_is_within_problems_only():
+    # a is easy (high scores), b is hard, c has no correct code: AUC rewards knowing that, pair accuracy does not
+    scores = [5.0, 4.0, 6.0, -2.0, -1.0, -5.0, -5.0]
+    labels = [True, True, False, True, False, False, False]
+    m = verifier_metrics(scores, labels, ["a", "a", "a", "b", "b", "c", "c"])
+    # AUC: 5 and 4 beat -1, -5, -5 (3 each), -2 beats -5, -5 (2) -> 8 of 12; same problem: 5<6, 4<6, -2<-1 -> 0 of 3
+    assert m["auc"] == pytest.approx(8 / 12) and m["pair_accuracy"] == 0.0
+    assert verifier_metrics([1.0, 1.0, 3.0], [True, False, True], ["a", "a", "b"])["pair_accuracy"] == 0.5  # tie
 
 
 def test_verifier_metrics_single_class_auc_is_nan():
