@@ -4,16 +4,16 @@
 
 RUN_DIR is a finished main job (`make run ARGS=run_dir=RUN_DIR`); its generators and final verifier are
 reused, nothing in it is written. Each variant runs the stage's own entry point in a fresh process
-(as the main job's stages run), into a scratch run directory, with OMP_NUM_THREADS=1 as `make run`:
+(as the main job's stages run), into a scratch run directory, with the caller's OMP_NUM_THREADS (1 if unset):
     rollouts   generator 1 on `--problems` train problems: as is, 2x problems, 2x K (samples), 2x T (turns)
     eval       the last generator + final verifier on `--eval-problems` test problems, greedy + BoN with
                all selectors: as is (S=1, N=4, T=3), 2x problems, 2x N (candidates), 2x T (turns)
 Measured per variant: wall seconds of the process, the largest peak RSS in its process tree
 (getrusage of children: the stage process, or a sandbox worker if larger), generations made and
 tokens/s (from the stage's manifest; evaluation only).
-The training stages are not varied: they run a fixed number of optimizer steps (their cost does
-not depend on problems, K, N or T; only their data does) — their times come from the main job's
-summary.json.
+The training stages are not varied; their times come from the main job's summary.json. The generator's
+run a fixed number of optimizer steps (their cost does not depend on problems, K, N or T; only their data
+does); the verifier trains 2 epochs, so its cost grows with the rollouts' distinct codes.
 """
 
 import argparse

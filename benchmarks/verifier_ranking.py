@@ -1,0 +1,129 @@
+"""Does a verifier rank the candidates of one problem? Turn-1 Best-of-N on a candidate pool (README "What the
+main job shows").
+
+    python benchmarks/verifier_ranking.py RUN_DIR [--generator iter2] [--problems 300] [--samples 32] [--n 4]
+        [--verifier PATH ...] [--likelihood iter2 ...] [--json OUT]
+
+RUN_DIR is a finished main job; nothing in it is written. The pool: `--samples` turn-1 codes per problem of
+the VALID split (never test), sampled from `--generator` at the main job's temperature 0.8 and executed in
+the sandbox (public pass, and correct = public and private pass). Consecutive groups of `--n` samples of a
+problem play the N candidates of one Best-of-N step. Each scorer picks one candidate per group:
+    random, pt   the expected accuracy of a uniform pick (among the public passers, for pt)
+    lv, pt+lv    the top score (pt+lv: public pass first), as mucode.search.select
+Scorers: every `--verifier` (default: each iter*/verifier of the run) and, for each `--likelihood`
+generator, the sum of its token log-probabilities of the code given the turn-1 prompt (not a learned
+verifier: the reference for how much ranking the generator itself holds). Per scorer, over the pool's
+distinct codes: AUC and pair_accuracy (mucode.metrics.verifier_metrics; pair_accuracy counts
+(correct, wrong) pairs of the same problem, 0.5 = chance).
+"""
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from mucode.evaluate import open_backend
+from mucode.generation import SamplingConfig
+from mucode.metrics import verifier_metrics
+from mucode.models import ModelConfig, load_generator
+from mucode.prompts import extract_code, first_turn, format_code, problem_text, render
+from mucode.records import Problem, read_records
+from mucode.sandbox import Job, Sandbox, SandboxConfig
+from mucode.search import Selector, select
+from mucode.verifier import load_scorer
+
+
+def generator_path(run: Path, name: str) -> str:
+    return str(run / "warmup" / "model") if name in ("base", "iter0") else str(run / name / "sft" / "model")
+
+
+def sample_pool(problems: list[Problem], generator: str, samples: int) -> list[dict]:
+    """`samples` executed turn-1 candidates per problem: {"pid", "code", "public", "correct"}."""
+    sampling = SamplingConfig(temperature=0.8, max_new_tokens=96)
+    backend = open_backend(ModelConfig(), generator, sampling)
+    prompts = [render(backend.tokenizer, first_turn(p)) for p in problems for _ in range(samples)]
+    texts = [c.text for c in backend.generate(prompts, sampling)]
+    owners = [p for p in problems for _ in range(samples)]
+    codes = [extract_code(t, p.entry_point) for t, p in zip(texts, owners)]
+    with Sandbox(SandboxConfig()) as sandbox:
+        results = sandbox.run_batch([Job(c, p.tests, n_public=len(p.public_tests)) for c, p in zip(codes, owners)])
+    return [{"pid": p.id, "code": c, "public": r.public_passed, "correct": r.passed}
+            for p, c, r in zip(owners, codes, results)]
+
+
+@torch.inference_mode()
+def likelihood(generator: str, problems: dict[str, Problem], keys: list[tuple[str, str]]) -> list[float]:
+    """Sum of the generator's log-probabilities of each (problem id, code)'s answer given its turn-1 prompt."""
+    model, tok = load_generator(ModelConfig(), generator)
+    model.eval()
+    out = []
+    for pid, code in keys:
+        state = first_turn(problems[pid])
+        prompt = tok(render(tok, state), add_special_tokens=False)["input_ids"]
+        full = tok.apply_chat_template(state + [{"role": "assistant", "content": format_code(code)}], tokenize=False)
+        ids = torch.tensor([tok(full, add_special_tokens=False)["input_ids"]])
+        logp = torch.log_softmax(model(ids).logits[0, :-1].float(), -1).gather(1, ids[0, 1:, None])[:, 0]
+        out.append(logp[len(prompt) - 1:].sum().item())
+    return out
+
+
+def selection(pool: list[dict], score: dict[tuple[str, str], float], n: int) -> dict[str, float]:
+    """Accuracy of each selector over the pool's groups of n candidates."""
+    acc: dict[str, list[float]] = {s.value: [] for s in Selector}
+    for start in range(0, len(pool) - n + 1, n):
+        group = pool[start:start + n]
+        passing = [c for c in group if c["public"]] or group
+        acc["random"].append(statistics.mean(c["correct"] for c in group))
+        acc["pt"].append(statistics.mean(c["correct"] for c in passing))
+        scores = [score[(c["pid"], c["code"])] for c in group]
+        public = [c["public"] for c in group]
+        for sel in (Selector.lv, Selector.pt_lv):
+            acc[sel.value].append(float(group[select(sel, public, scores, None)]["correct"]))
+    return {k: statistics.mean(v) for k, v in acc.items()}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("run", type=Path)
+    parser.add_argument("--generator", default="iter2", help="the pool's generator: base or iterI")
+    parser.add_argument("--problems", type=int, default=300)
+    parser.add_argument("--samples", type=int, default=32)
+    parser.add_argument("--n", type=int, default=4)
+    parser.add_argument("--verifier", nargs="*", help="verifier model folders (default: the run's iter*/verifier)")
+    parser.add_argument("--likelihood", nargs="*", default=["base", "iter2"], help="generators scored by likelihood")
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args()
+    if args.samples % args.n:
+        sys.exit(f"--samples={args.samples} must be a multiple of --n={args.n}")
+    problems = read_records(args.run / "problems" / "valid", Problem)[: args.problems]
+    by_id = {p.id: p for p in problems}
+    start = time.perf_counter()
+    pool = sample_pool(problems, generator_path(args.run, args.generator), args.samples)
+    correct, public = (statistics.mean(c[k] for c in pool) for k in ("correct", "public"))
+    print(f"pool: {len(pool)} candidates from {args.generator} in {time.perf_counter() - start:.0f} s; "
+          f"correct {correct:.3f}, public {public:.3f}")
+    keys = list(dict.fromkeys((c["pid"], c["code"]) for c in pool))
+    labels = {(c["pid"], c["code"]): c["correct"] for c in pool}
+    verifiers = args.verifier if args.verifier is not None else sorted(
+        str(p) for p in args.run.glob("iter*/verifier/model"))
+    pairs = [(problem_text(by_id[p]), c) for p, c in keys]
+    scorers = {f"verifier {v}": (lambda v=v: load_scorer(v, ModelConfig())(pairs)) for v in verifiers}
+    scorers |= {f"likelihood {g}": (lambda g=g: likelihood(generator_path(args.run, g), by_id, keys))
+                for g in args.likelihood}
+    rows = {}
+    for name, scorer in scorers.items():
+        scores = dict(zip(keys, scorer()))
+        m = verifier_metrics([scores[k] for k in keys], [labels[k] for k in keys], [p for p, _ in keys])
+        rows[name] = {"auc": m["auc"], "pair_accuracy": m["pair_accuracy"], **selection(pool, scores, args.n)}
+        print(f"{name:60s} " + " ".join(f"{k} {v:.3f}" for k, v in rows[name].items()), flush=True)
+    if args.json:
+        args.json.write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()}, "distinct": len(keys),
+                                         "candidates": len(pool), "scorers": rows}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
