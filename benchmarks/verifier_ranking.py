@@ -10,7 +10,7 @@ the sandbox (public pass, and correct = public and private pass). Consecutive gr
 problem play the N candidates of one Best-of-N step. Each scorer picks one candidate per group:
     random, pt   the expected accuracy of a uniform pick (among the public passers, for pt)
     lv, pt+lv    the top score (pt+lv: public pass first), as mucode.search.select
-Scorers: every `--verifier` (default: each iter*/verifier of the run) and, for each `--likelihood`
+Scorers: every `--verifier` (default: the run's iter*/verifier and final_verifier) and, for each `--likelihood`
 generator, the sum of its token log-probabilities of the code given the turn-1 prompt (not a learned
 verifier: the reference for how much ranking the generator itself holds). Per scorer, over the pool's
 distinct codes: AUC and pair_accuracy (mucode.metrics.verifier_metrics; pair_accuracy counts
@@ -109,7 +109,7 @@ def main() -> None:
     keys = list(dict.fromkeys((c["pid"], c["code"]) for c in pool))
     labels = {(c["pid"], c["code"]): c["correct"] for c in pool}
     verifiers = args.verifier if args.verifier is not None else sorted(
-        str(p) for p in args.run.glob("iter*/verifier/model"))
+        str(p) for p in [*args.run.glob("iter*/verifier/model"), *args.run.glob("final_verifier/model")])
     pairs = [(problem_text(by_id[p]), c) for p, c in keys]
     scorers = {f"verifier {v}": (lambda v=v: load_scorer(v, ModelConfig())(pairs)) for v in verifiers}
     scorers |= {f"likelihood {g}": (lambda g=g: likelihood(generator_path(args.run, g), by_id, keys))
