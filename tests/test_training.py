@@ -68,7 +68,7 @@ def test_lr_factor_warmup_then_each_schedule():
 def test_plan_is_deterministic_covers_every_example_once_and_respects_the_budget():
     rng = random.Random(0)
     lengths = [rng.randint(20, 160) for _ in range(3000)]
-    for window in (0, 50):  # random batches (the default), length buckets
+    for window in (0, 50):  # random batches (the iteration SFT and verifier), length buckets (the default)
         config = TrainConfig(batch_tokens=1024, max_length=512, sort_window=window)
         plan = plan_batches(lengths, config, epoch=0)
         assert plan == plan_batches(lengths, config, epoch=0)
