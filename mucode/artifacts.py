@@ -16,15 +16,19 @@ import contextlib
 import dataclasses
 import hashlib
 import json
+import logging
 import math
 import os
+import re
 import shutil
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from enum import Enum
 from pathlib import Path
 from typing import Any
+
+log = logging.getLogger(__name__)
 
 MANIFEST = "manifest.json"
 
@@ -92,12 +96,15 @@ def atomic_write_text(path: str | Path, text: str) -> Path:
     return atomic_write_bytes(path, text.encode("utf-8"))
 
 
-def write_config(out_dir: str | Path, config: Any, main_process: bool = True) -> dict[str, Any]:
-    """Save a stage's resolved dataclass config as out_dir/config.yaml (main process only) and
-    return it as plain values (enums as strings) for the tracker."""
+def write_config(out_dir: str | Path, config: Any, main_process: bool = True, exclude: tuple[str, ...] = ()
+                 ) -> dict[str, Any]:
+    """Save a stage's resolved dataclass config as out_dir/config.yaml (main process only, without the
+    top-level fields in `exclude`) and return it as plain values (enums as strings) for the tracker."""
     from omegaconf import OmegaConf
 
     resolved = OmegaConf.structured(config)
+    if exclude:
+        resolved = OmegaConf.create({k: v for k, v in resolved.items_ex(resolve=False) if k not in exclude})
     if main_process:
         Path(out_dir).mkdir(parents=True, exist_ok=True)
         atomic_write_text(Path(out_dir) / "config.yaml", OmegaConf.to_yaml(resolved))
@@ -168,6 +175,38 @@ def read_manifest(stage_dir: str | Path) -> dict | None:
     return manifest if manifest.get("complete") else None
 
 
+@dataclasses.dataclass
+class StageOutput:
+    """What a stage's body made: the inputs it read (hashed into the manifest), the outputs it wrote
+    (names inside the stage folder, checked to exist) and its metrics."""
+
+    inputs: dict[str, str | Path]
+    outputs: list[str]
+    metrics: dict[str, Any]
+
+
+def run_stage(out_dir: str | Path, config: Any, body: Callable[[], StageOutput], main_process: bool = True,
+              exclude: tuple[str, ...] = ()) -> dict[str, Any]:
+    """The skeleton every stage shares: skip when complete, time, write config.yaml, write the manifest.
+
+    Returns the stage's metrics as its manifest holds them (an undefined metric, NaN, as None), so a
+    run and a rerun that skips return the same. Other ranks of a distributed stage run `body` but
+    write nothing. `exclude`: config fields left out of config.yaml (where the process runs, not what
+    the stage computes, e.g. a rollout shard).
+    """
+    out_dir = Path(out_dir)
+    if (manifest := read_manifest(out_dir)) is not None:
+        log.info("%s complete; skipping", out_dir)
+        return manifest["metrics"]
+    start = time.perf_counter()
+    write_config(out_dir, config, main_process, exclude)
+    done = body()
+    if not main_process:
+        return done.metrics
+    write_manifest(out_dir, done.inputs, done.outputs, done.metrics, time.perf_counter() - start)
+    return read_manifest(out_dir)["metrics"]
+
+
 def require(path: str | Path, what: str, produced_by: str) -> Path:
     """Fail with one line if an input artifact is missing: what it is and which stage makes it."""
     path = Path(path)
@@ -176,15 +215,27 @@ def require(path: str | Path, what: str, produced_by: str) -> Path:
     return path
 
 
+MODEL = "model"
+"""The `save_pretrained` folder inside a training stage's folder (and the base stage's)."""
+
+
 @dataclasses.dataclass(frozen=True)
 class RunLayout:
-    """Where each stage of a run lives. Iteration i (1..M) holds the rollouts of generator i-1, the
-    verifier trained on all rollouts so far, the relabeled data and generator i."""
+    """Every folder of a run, and the only place that spells them out.
+
+    Iteration i (1..M) holds the rollouts of generator i-1, the verifier trained on all rollouts so
+    far, the relabeled data and generator i. Generators are named "base" (generator 0) and "iter{i}";
+    their evaluations live in eval/<name>.
+    """
 
     root: Path
 
-    def problems(self, split: str) -> Path:
-        return self.root / "problems" / split
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "root", Path(self.root))
+
+    def problems(self, split: str | None = None) -> Path:
+        """The problems stage folder, or one split's Problem dataset in it."""
+        return self.root / "problems" if split is None else self.root / "problems" / split
 
     @property
     def base(self) -> Path:
@@ -211,9 +262,68 @@ class RunLayout:
     def sft(self, i: int) -> Path:
         return self.iteration(i) / "sft"
 
+    @property
+    def final_verifier(self) -> Path:
+        """The verifier trained on every rollout, including generator M's (final_rollouts=true)."""
+        return self.root / "final_verifier"
+
+    def eval(self, name: str) -> Path:
+        """The evaluation of generator `name` (base, iter1, ...) or of any named model."""
+        return self.root / "eval" / name
+
+    @property
+    def export(self) -> Path:
+        return self.root / "export"
+
+    @property
+    def summary(self) -> Path:
+        """The report's summary.json (report.md and plots/ sit beside it)."""
+        return self.root / "summary.json"
+
+    @property
+    def clock(self) -> Path:
+        """The main job's wall clock across resumed invocations: {"wall_seconds": s}."""
+        return self.root / "driver.json"
+
+    @staticmethod
+    def model(stage_dir: str | Path) -> Path:
+        """The model folder a training stage writes."""
+        return Path(stage_dir) / MODEL
+
+    @staticmethod
+    def generator_name(i: int) -> str:
+        """Generator i's name: "base" for 0, "iter{i}" after."""
+        return "base" if i == 0 else f"iter{i}"
+
+    @staticmethod
+    def generator_index(name: str) -> int | None:
+        """The inverse of generator_name; None for a name that is not a run generator."""
+        if name == "base":
+            return 0
+        found = re.fullmatch(r"iter([1-9]\d*)", name)
+        return int(found.group(1)) if found else None
+
     def generator(self, i: int, base: str) -> str:
         """Generator i: 1..M are SFT outputs; 0 is the warm start when the base is the tiny model,
         otherwise the base model itself (`base` = model.name_or_path)."""
         if i > 0:
-            return str(self.sft(i) / "model")
-        return str(self.warmup / "model") if base == "tiny" else base
+            return str(self.model(self.sft(i)))
+        return str(self.model(self.warmup)) if base == "tiny" else base
+
+    def iterations(self) -> list[int]:
+        """The iterations present in the run (iter{i} folders), ascending."""
+        found = (re.fullmatch(r"iter([1-9]\d*)", p.name) for p in self.root.glob("iter*") if p.is_dir())
+        return sorted(int(m.group(1)) for m in found if m)
+
+    def last_generator(self) -> int:
+        """The highest i whose generator SFT is complete (0 when none is)."""
+        done = [i for i in self.iterations() if read_manifest(self.sft(i)) is not None]
+        return max(done, default=0)
+
+    def final_verifier_stage(self) -> Path | None:
+        """The run's final verifier stage: final_verifier/ when complete, else the last complete
+        iter{i}/verifier, else None."""
+        if read_manifest(self.final_verifier) is not None:
+            return self.final_verifier
+        done = [i for i in self.iterations() if read_manifest(self.verifier(i)) is not None]
+        return self.verifier(max(done)) if done else None
