@@ -9,21 +9,16 @@
 Reads the run's model folders (the last complete iteration unless `iteration=`), their resolved
 config.yaml and run_dir/summary.json (the report stage); writes out_dir/generator and out_dir/verifier
 (safetensors, tokenizer, README.md model card). The Hub token comes from $HF_TOKEN only. CPU is enough;
-the model must fit in memory. See mucode/export.py.
+the model must fit in memory. See mucode/stages/export.py.
 """
 
-import sys
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a clone without installing
-
-from mucode.config import stage_main  # noqa: E402
-from mucode.export import ExportConfig, export  # noqa: E402
+from mucode.config import stage_main
+from mucode.stages.export import ExportConfig, run
 
 
 @stage_main("export")
 def main(config: ExportConfig) -> None:
-    result = export(config)  # logs the file list (dry run) or each push
+    result = run(config)  # logs the file list (dry run) or each push
     for upload in result.uploads:
         where = f"pushed to https://huggingface.co/{upload.repo_id}" if result.pushed else "not pushed"
         print(f"{upload.folder}: {len(upload.files)} files, {where}{' (dry run)' if config.dry_run else ''}")

@@ -16,15 +16,21 @@ from transformers import AutoModelForCausalLM, AutoModelForSequenceClassificatio
 
 from mucode import artifacts
 from mucode.config import CONF_DIR
-from mucode.export import ExportConfig, ExportWhich, RunFacts, export, locate
+from mucode.export import RunFacts, Source, locate, model_card
 from mucode.models import ModelConfig, load_generator, load_verifier
+from mucode.report import Summary
+from mucode.stages.export import ExportConfig, ExportWhich
+from mucode.stages.export import run as export
 from mucode.verifier import score
 
 TOKEN = "hf_secret_token_for_tests_0123456789"
-SUMMARY = {
+SUMMARY = {  # as write_report writes it
+    "run_dir": "runs/x",
     "wall_seconds": 812.5,
     "stage_seconds": {"warmup": 100.0, "iter1/sft": 50.0},
     "verifier": {"auc": 0.812, "accuracy": 0.75, "ece": 0.1},
+    "verifiers": {"iter1": {"auc": 0.812, "accuracy": 0.75, "ece": 0.1}},
+    "rollouts": {"iter1": {"episodes": 40, "fix_share": 0.25}},
     "generators": {
         "base": {"greedy": {"accuracy": 0.30, "by_turn": [0.25, 0.30]}, "split": "test", "turns": 2,
                  "candidates": 5, "bon": {s: {"accuracy": a, "by_turn": [a, a]} for s, a in
@@ -208,7 +214,9 @@ def test_iteration_choice(run_dir, tmp_path):
     layout = artifacts.RunLayout(run_dir)
     assert locate(layout, "generator", None).stage_dir == layout.sft(1)
     assert locate(layout, "generator", 0).stage_dir == layout.warmup
-    assert locate(layout, "verifier", None).summary_key == "verifier"
+    assert locate(layout, "generator", None).row == "iter1" and locate(layout, "generator", 0).row == "base"
+    verifier = locate(layout, "verifier", None)
+    assert verifier.final and verifier.label == "verifier 1" and verifier.stage_dir == layout.verifier(1)
     with pytest.raises(ValueError, match="iteration=0 has no verifier"):
         locate(layout, "verifier", 0)
     with pytest.raises(FileNotFoundError, match=re.escape(str(layout.sft(2) / "model"))):
@@ -231,6 +239,39 @@ def test_missing_summary_or_model_fails_with_the_path(run_dir, tmp_path):
     with pytest.raises(FileNotFoundError, match="summary.json: run summary not found; run the report stage"):
         export(ExportConfig(run_dir=str(copy)))
     assert not (copy / "export").exists()
+
+
+def test_bad_summary_fails_with_one_line_naming_the_file(run_dir, tmp_path):
+    copy = tmp_path / "run"
+    shutil.copytree(run_dir, copy, ignore=shutil.ignore_patterns("model"))
+    (copy / "summary.json").write_text('{"generators": ')
+    with pytest.raises(ValueError, match=f"^{re.escape(str(copy / 'summary.json'))}: not valid JSON"):
+        export(ExportConfig(run_dir=str(copy)))
+
+
+def test_card_renders_from_the_template_with_the_repo_id_and_the_summary_metrics(tmp_path):
+    stage = tmp_path / "run" / "iter1" / "sft"
+    stage.mkdir(parents=True)
+    (stage / "config.yaml").write_text(STAGE_CONFIG)
+    facts = RunFacts.read(tmp_path / "run", stage, None)
+    summary = Summary.from_json(json.loads(json.dumps(SUMMARY)))
+    summary.generators["iter1"].greedy.accuracy = 0.4321
+    text = model_card(Source("generator", "generator 1", stage, row="iter1"), facts, summary, "someone/gen-x")
+    card = ModelCard(text)
+    assert card.data.model_name == "gen-x" and card.data.eval_results[0].metric_value == 0.4321
+    assert 'repo = "someone/gen-x"' in card.text and "{{" not in card.text and "@REPO@" not in card.text
+    assert "| iter1 | 43.2 | 38.0 / 42.0 | 40.0 | 50.0 | 45.0 | 55.0 |" in card.text
+    assert "| base | 30.0 | 25.0 / 30.0 | 30.0 | 35.0 | 33.0 | 40.0 |" in card.text
+    assert "AUC 0.812, accuracy 75.0" in card.text and "Wall time of the whole run: 0.23 h." in card.text
+    assert "This is generator 1." in card.text and "<code>run/iter1/sft/config.yaml</code>" in card.text
+    del summary.generators["iter1"].bon[next(iter(summary.generators["iter1"].bon))]  # no random selector
+    base = model_card(Source("generator", "generator 0", stage, row="base"), facts, summary, None)
+    assert 'repo = "<user>/mucode-run-generator"' in base and "The warm start (generator 0)" in base
+    assert "| iter1 | 43.2 | 38.0 / 42.0 | \u2014 | 50.0 |" in base
+    verifier = ModelCard(model_card(Source("verifier", "final verifier", stage, final=True), facts, summary, "a/v"))
+    assert verifier.text.startswith("\n# v\n\nFinal verifier of the μCode run `run`")
+    assert "This verifier on held-out problems: AUC 0.812" in verifier.text and 'repo = "a/v"' in verifier.text
+    assert [r.metric_value for r in verifier.data.eval_results] == [0.812, 0.75]
 
 
 def test_entry_point_missing_summary_exits_2_with_one_line(tmp_path):
