@@ -187,22 +187,23 @@ class StageOutput:
 
 def run_stage(out_dir: str | Path, config: Any, body: Callable[[], StageOutput], main_process: bool = True,
               exclude: tuple[str, ...] = ()) -> dict[str, Any]:
-    """The skeleton every stage shares: skip when complete, time, write config.yaml, write the manifest.
+    """The skeleton every stage shares: skip when complete, time, run, write config.yaml and the manifest.
 
     Returns the stage's metrics as its manifest holds them (an undefined metric, NaN, as None), so a
     run and a rerun that skips return the same. Other ranks of a distributed stage run `body` but
-    write nothing. `exclude`: config fields left out of config.yaml (where the process runs, not what
-    the stage computes, e.g. a rollout shard).
+    write nothing. config.yaml is written once the body succeeded (a stage whose inputs are missing
+    leaves no folder behind), right before the manifest. `exclude`: config fields left out of
+    config.yaml (where the process runs, not what the stage computes, e.g. a rollout shard).
     """
     out_dir = Path(out_dir)
     if (manifest := read_manifest(out_dir)) is not None:
         log.info("%s complete; skipping", out_dir)
         return manifest["metrics"]
     start = time.perf_counter()
-    write_config(out_dir, config, main_process, exclude)
     done = body()
     if not main_process:
         return done.metrics
+    write_config(out_dir, config, exclude=exclude)
     write_manifest(out_dir, done.inputs, done.outputs, done.metrics, time.perf_counter() - start)
     return read_manifest(out_dir)["metrics"]
 
@@ -285,6 +286,12 @@ class RunLayout:
         """The main job's wall clock across resumed invocations: {"wall_seconds": s}."""
         return self.root / "driver.json"
 
+    def stage_name(self, stage_dir: str | Path) -> str:
+        """A stage folder's name in metrics and logs: its path inside the run ("iter1/verifier"), or
+        its own name when it lies elsewhere."""
+        out, run = Path(stage_dir).resolve(), self.root.resolve()
+        return str(out.relative_to(run)) if out.is_relative_to(run) else out.name
+
     @staticmethod
     def model(stage_dir: str | Path) -> Path:
         """The model folder a training stage writes."""
@@ -314,6 +321,16 @@ class RunLayout:
         """The iterations present in the run (iter{i} folders), ascending."""
         found = (re.fullmatch(r"iter([1-9]\d*)", p.name) for p in self.root.glob("iter*") if p.is_dir())
         return sorted(int(m.group(1)) for m in found if m)
+
+    def evaluations(self) -> list[str]:
+        """The names with an evaluation folder: generators in order (base, iter1, ...), then the rest."""
+        names = [p.name for p in (self.root / "eval").glob("*") if p.is_dir()]
+
+        def order(name: str) -> tuple:
+            i = self.generator_index(name)
+            return (0, i, "") if i is not None else (1, 0, name)
+
+        return sorted(names, key=order)
 
     def last_generator(self) -> int:
         """The highest i whose generator SFT is complete (0 when none is)."""

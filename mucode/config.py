@@ -7,9 +7,10 @@ runs each dataclass's `__post_init__` checks) and turns user errors into one lin
 
     @stage_main("collect_rollouts")
     def main(config: CollectRolloutsConfig) -> None:
-        collect_rollouts(config)
+        print(run(config))
 
-Configs live in `conf/` at the repository root (mucode runs from a clone, like nanochat/torchtune).
+Configs live in `conf/` at the repository root (mucode runs from a clone, installed editable, like
+nanochat/torchtune).
 """
 
 from __future__ import annotations
@@ -31,26 +32,33 @@ CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
 USER_ERRORS = (ValueError, OSError, ModuleNotFoundError)
 
 
-def schemas() -> dict[str, type]:
-    """Stage name -> its root config dataclass (imported lazily: configs live beside their stage)."""
-    from mucode.evaluate import EvaluateConfig, SolveConfig
-    from mucode.export import ExportConfig
-    from mucode.iterate import ExpertIterationConfig
-    from mucode.relabel import RelabelStageConfig
-    from mucode.rollouts import CollectRolloutsConfig
-    from mucode.sft import TrainGeneratorConfig
-    from mucode.verifier import TrainVerifierConfig
+STAGES = ("prepare", "warm_start", "collect_rollouts", "train_verifier", "relabel", "train_generator",
+          "evaluate", "report", "solve", "export", "expert_iteration")
+"""Every stage: a module of mucode.stages, a script in pipelines/, a YAML in conf/ and a schema, one name."""
 
-    return {
-        "expert_iteration": ExpertIterationConfig,
-        "collect_rollouts": CollectRolloutsConfig,
-        "train_generator": TrainGeneratorConfig,
-        "export": ExportConfig,
-        "relabel": RelabelStageConfig,
-        "evaluate": EvaluateConfig,
-        "solve": SolveConfig,
-        "train_verifier": TrainVerifierConfig,
+
+def schemas() -> dict[str, type]:
+    """Stage name -> its root config dataclass (imported lazily: each lives in its stage module)."""
+    from mucode.stages.collect_rollouts import CollectRolloutsConfig
+    from mucode.stages.evaluate import EvaluateConfig
+    from mucode.stages.expert_iteration import ExpertIterationConfig
+    from mucode.stages.export import ExportConfig
+    from mucode.stages.prepare import PrepareConfig
+    from mucode.stages.relabel import RelabelStageConfig
+    from mucode.stages.report import ReportConfig
+    from mucode.stages.solve import SolveConfig
+    from mucode.stages.train_generator import TrainGeneratorConfig
+    from mucode.stages.train_verifier import TrainVerifierConfig
+    from mucode.stages.warm_start import WarmStartConfig
+
+    found = {
+        "prepare": PrepareConfig, "warm_start": WarmStartConfig, "collect_rollouts": CollectRolloutsConfig,
+        "train_verifier": TrainVerifierConfig, "relabel": RelabelStageConfig,
+        "train_generator": TrainGeneratorConfig, "evaluate": EvaluateConfig, "report": ReportConfig,
+        "solve": SolveConfig, "export": ExportConfig, "expert_iteration": ExpertIterationConfig,
     }
+    assert tuple(found) == STAGES, "config.STAGES and schemas() disagree"
+    return found
 
 
 def register() -> None:
@@ -58,6 +66,23 @@ def register() -> None:
     cs = ConfigStore.instance()
     for name, node in schemas().items():
         cs.store(name=f"{name}_schema", node=node)
+
+
+def compose(config_name: str, overrides: list[str] = ()) -> Any:
+    """The typed config `config_name` composed from conf/ with Hydra `overrides`, exactly as the stage's
+    entry point builds it (its dataclass, `__post_init__` checks run)."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from omegaconf import OmegaConf
+
+    register()
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+            return OmegaConf.to_object(hydra_compose(config_name=config_name, overrides=list(overrides)))
+    finally:
+        GlobalHydra.instance().clear()
 
 
 def stage_main(config_name: str) -> Callable[[Callable[[Any], Any]], Callable[[], None]]:
@@ -87,28 +112,20 @@ def stage_main(config_name: str) -> Callable[[Callable[[Any], Any]], Callable[[]
     return wrap
 
 
-def check_overrides(config_name: str, argv: list[str]) -> None:
+def check_overrides(config_name: str, argv: list[str]) -> Any:
     """Compose the config with the command line's overrides once before Hydra does, so a bad group
-    option or value fails with one line (Hydra's own report spans a dozen)."""
-    from hydra import compose, initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
+    option or value fails with one line (Hydra's own report spans a dozen); returns the config, or
+    None for sweeps and flags that are Hydra's to handle."""
     from hydra.errors import HydraException
-    from omegaconf import OmegaConf
     from omegaconf.errors import OmegaConfBaseException
 
     overrides = [a for a in argv if not a.startswith(("-", "hydra.", "hydra/", "+hydra", "~hydra"))]
-    if any(a.startswith("-") for a in argv if a not in ("-m", "--multirun")):
-        return  # --help, --cfg, ...: leave them to Hydra
-    GlobalHydra.instance().clear()
+    if any(a.startswith("-") for a in argv):
+        return None  # --multirun sweeps (a=1,2), --help, --cfg, ...: Hydra's to expand
     try:
-        with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-            if "--multirun" in argv or "-m" in argv:
-                return  # sweeps (a=1,2) are Hydra's to expand
-            OmegaConf.to_object(compose(config_name=config_name, overrides=overrides))
+        return compose(config_name, overrides)
     except (HydraException, OmegaConfBaseException, *USER_ERRORS) as e:
         _fail(e)
-    finally:
-        GlobalHydra.instance().clear()
 
 
 def _fail(e: BaseException) -> None:

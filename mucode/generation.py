@@ -11,9 +11,9 @@ N candidates of one state) are prefilled once; rows that reach the end-of-turn t
 dropped from the batch; temperature, top-p and max new tokens as in `model.generate`; temperature
 0 is greedy. Each batch samples from its own generator seeded from (seed, batch position): the same
 prompts, config and seed give the same completions on the same machine. `bf16` samples from a
-bfloat16 copy of the weights: about 2x the tokens/s on the project's CPU (AVX512-BF16) at the same
-accuracy (turn-1 pass rate 23.71% vs 23.72% on 9,600 samples); by default (null) it is on where bf16
-is fast (`bf16_is_fast`: CUDA with bf16, CPUs with AVX512-BF16 or AMX), off elsewhere.
+bfloat16 copy of the weights, at the same accuracy for about 2x the tokens/s where bf16 is fast
+(benchmarks/README.md); by default (null) it is on there (`bf16_is_fast`: CUDA with bf16, CPUs with
+AVX512-BF16 or AMX), off elsewhere.
 The KV loop covers Llama-architecture models (the tiny default, SmolLM2); any other architecture is
 sampled with `model.generate` on the same batches (same options, slower).
 `vllm` (optional extra `[vllm]`, GPU): the same interface on a vLLM engine (paged attention,
@@ -33,7 +33,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Optional
+from typing import Any, Optional, Protocol
 
 import torch
 import torch.nn.functional as F
@@ -44,7 +44,7 @@ log = logging.getLogger(__name__)
 _STATIC_ROPE = ("default", "linear", "llama3", "yarn")
 
 
-class Backend(str, Enum):
+class Engine(str, Enum):
     """Sampling engine."""
 
     transformers = "transformers"
@@ -63,7 +63,7 @@ class SamplingConfig:
     """Longest completion per turn, in tokens."""
     batch_size: int = 64
     """Prompts per forward batch (transformers backend)."""
-    backend: Backend = Backend.transformers
+    backend: Engine = Engine.transformers
     """Sampling engine: transformers (always) or vllm (GPU, optional extra)."""
     seed: int = 0
     """Base seed; each batch is seeded from it and the batch's position."""
@@ -102,6 +102,20 @@ class GenerationStats:
     @property
     def tokens_per_s(self) -> float:
         return self.tokens / self.seconds if self.seconds else 0.0
+
+
+class Backend(Protocol):
+    """What rollouts, search and evaluation need from a sampling engine."""
+
+    tokenizer: Any
+    """The generator's tokenizer (its chat template renders the prompts)."""
+    stats: GenerationStats
+    """Throughput counters."""
+
+    def generate(self, prompts: list[str], config: SamplingConfig,
+                 on_batch: Callable[[list[int], list[Completion]], None] | None = None) -> list[Completion]:
+        """Completions for `prompts` (rendered chat text), in prompt order; `on_batch` as batches finish."""
+        ...
 
 
 @dataclass
@@ -379,9 +393,9 @@ class VLLMBackend:
         return out
 
 
-def load_backend(model, tokenizer, config: SamplingConfig, model_path: str | None = None):
+def load_backend(model, tokenizer, config: SamplingConfig, model_path: str | None = None) -> Backend:
     """A backend for an already-loaded model (transformers) or a model folder (vllm)."""
-    if config.backend is Backend.transformers:
+    if config.backend is Engine.transformers:
         return TransformersBackend(model, tokenizer)
     try:
         from vllm import LLM

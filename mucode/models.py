@@ -17,7 +17,7 @@ users can use it as a reward model. The verifier's score is read at the last non
     tok = build_tokenizer(corpus)                     # tiny default tokenizer, with a chat template
     model = build_tiny_model(TinyModelConfig(), tok)
     model, tok = load_generator(ModelConfig(name_or_path="runs/x/warmup/model"))
-    verifier = load_verifier("runs/x/warmup/model")   # fresh scalar head on the same base
+    verifier, tok = load_verifier("runs/x/warmup/model")   # fresh scalar head on the same base
 
 Limits: the tiny model only knows what it was trained on (the warm start teaches it the embedded
 suite); a tokenizer without a chat template is refused unless `model.chat_template` supplies one.
@@ -148,7 +148,9 @@ def resolve_path(config: ModelConfig) -> str:
 
 
 def load_tokenizer(path: str, chat_template: str | None = None):
-    """Tokenizer with a chat template and a pad token (eos when the model has none)."""
+    """Tokenizer of a generator or verifier, with every check mucode needs in one place: a chat template
+    (`chat_template` supplies or replaces one) that ends an assistant turn with the eos token, a pad
+    token (eos when the model has none) and left padding (batched generation and verifier scoring)."""
     from transformers import AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(path)
@@ -156,10 +158,24 @@ def load_tokenizer(path: str, chat_template: str | None = None):
         tok.chat_template = chat_template
     if not tok.chat_template:
         raise ValueError(f"{path}: tokenizer has no chat template; set model.chat_template or use an instruct model")
+    end_of_turn(tok, path)
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
     tok.padding_side = "left"
     return tok
+
+
+def end_of_turn(tok, where: str | Path) -> int:
+    """The eos token id, checked to be the token the chat template ends an assistant turn with (so
+    generation stops at the end of a turn and SFT learns to stop)."""
+    user = [{"role": "user", "content": "x"}]
+    prompt = tok.apply_chat_template(user, tokenize=False, add_generation_prompt=True)
+    full = tok.apply_chat_template([*user, {"role": "assistant", "content": "y"}], tokenize=False)
+    tail = tok(full[len(prompt):] if full.startswith(prompt) else full, add_special_tokens=False)["input_ids"]
+    if tok.eos_token_id is None or tok.eos_token_id not in tail:
+        raise ValueError(f"{where}: the chat template does not end the assistant turn with eos {tok.eos_token!r}; "
+                         "set model.chat_template to one that does")
+    return tok.eos_token_id
 
 
 def load_generator(config: ModelConfig, path: str | None = None):
@@ -175,18 +191,17 @@ def load_generator(config: ModelConfig, path: str | None = None):
     return model, tok
 
 
-def load_verifier(path: str, dtype: DType = DType.float32):
-    """A scalar-head verifier: a saved verifier folder, or a fresh head on a causal-LM base."""
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+def load_verifier(path: str, config: ModelConfig | None = None):
+    """(scalar-head verifier, tokenizer): a saved verifier folder, or a fresh head on a causal-LM base.
 
+    `config` gives the dtype and a chat template for tokenizers that lack one (default: float32)."""
+    from transformers import AutoModelForSequenceClassification
+
+    config = config or ModelConfig()
     _require_folder_or_hub_id(path)
-    tok = AutoTokenizer.from_pretrained(path)
-    if tok.pad_token is None:
-        tok.pad_token = tok.eos_token
-    model = AutoModelForSequenceClassification.from_pretrained(
-        path, num_labels=1, dtype=_torch_dtype(dtype)
-    )
-    model.config.pad_token_id = tok.pad_token_id
+    tok = load_tokenizer(path, config.chat_template)
+    model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=1, dtype=_torch_dtype(config.dtype))
+    model.config.pad_token_id = tok.pad_token_id  # the score is read at the last non-pad token
     return model, tok
 
 

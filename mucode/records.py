@@ -127,8 +127,8 @@ R = TypeVar("R")
 
 
 def to_row(record: Any) -> dict:
-    """Plain dict of a record (nested dataclasses become dicts)."""
-    return dataclasses.asdict(record)
+    """Plain dict of a record (nested dataclasses become dicts; a dict is its own row)."""
+    return record if isinstance(record, dict) else dataclasses.asdict(record)
 
 
 def from_row(cls: type[R], row: dict, where: str) -> R:
@@ -255,7 +255,7 @@ def read_jsonl(path: str | Path, cls: type[R]) -> list[R]:
 
 
 def write_jsonl(records: list[Any], path: str | Path) -> Path:
-    """Write records as JSONL, atomically."""
+    """Write records (dataclasses or dicts) as JSONL, atomically."""
     from mucode.artifacts import atomic_write_text
 
     text = "".join(json.dumps(to_row(r), ensure_ascii=False) + "\n" for r in records)

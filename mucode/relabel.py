@@ -1,4 +1,4 @@
-"""Relabeling with the local-search expert (SPEC §1 step 3), as pure functions.
+"""Relabeling with the local-search expert (the muCode paper, step 3), as pure functions.
 
 For each problem, the candidates are the final codes of its K episodes, scored
     score(y) = beta_oracle * oracle(y) + beta_learned * R(x, y)
@@ -18,26 +18,16 @@ Modes (the paper's ablation and baselines):
 
     examples = relabel(episodes, scores, RelabelConfig())   # scores: {(problem_id, code): R}
 
-The stage (`pipelines/relabel.py`) reads iteration i's rollouts and verifier R_i and writes
-run_dir/iter{i}/relabel/examples (SFTExample dataset):
-
-    python pipelines/relabel.py run_dir=runs/default iteration=1 relabel.mode=oracle
+The stage that relabels a run's iteration is mucode.stages.relabel.
 """
 
 from __future__ import annotations
 
-import logging
-import time
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import Enum
-from pathlib import Path
 
-from mucode import artifacts
-from mucode.models import ModelConfig
-from mucode.records import Episode, Message, Problem, SFTExample, read_records, write_records
-
-log = logging.getLogger(__name__)
+from mucode.records import Episode, Message, SFTExample
 
 
 class RelabelMode(str, Enum):
@@ -148,75 +138,3 @@ def relabel_stats(episodes: list[Episode], examples: list[SFTExample]) -> dict:
         "multi_turn_examples": sum(len(ex.messages) > 1 for ex in examples),
         "problems_with_examples": len({ex.problem_id for ex in examples}),
     }
-
-
-@dataclass
-class RelabelStageConfig:
-    """The relabel stage: iteration i's episodes + verifier R_i -> SFT examples for generator i."""
-
-    run_dir: str = "runs/default"
-    """The run directory (reads iter{i}/rollouts and iter{i}/verifier, writes iter{i}/relabel)."""
-    iteration: int = 1
-    """Which iteration's rollouts to relabel."""
-    split: str = "train"
-    """The problem split the rollouts were collected on (for the verifier's problem text)."""
-    verifier: str | None = None
-    """Verifier folder; default run_dir/iter{i}/verifier/model. Not read by oracle, rft and star."""
-    model: ModelConfig = field(default_factory=ModelConfig)
-    """The base model config (how the verifier is loaded)."""
-    relabel: RelabelConfig = field(default_factory=RelabelConfig)
-    """The expert."""
-
-    def __post_init__(self) -> None:
-        if self.iteration < 1:
-            raise ValueError(f"iteration={self.iteration} must be >= 1")
-
-    def needs_verifier(self) -> bool:
-        return self.relabel.mode in (RelabelMode.both, RelabelMode.learned) and self.relabel.betas()[1] > 0
-
-
-def final_code_scores(episodes: list[Episode], problems: dict[str, Problem], scorer) -> Scores:
-    """R(x, y) for every distinct (problem, final code) of the episodes, scored in one batch."""
-    from mucode.prompts import problem_text
-
-    keys = list(dict.fromkeys((e.problem_id, e.turns[-1].code) for e in episodes))
-    missing = sorted({pid for pid, _ in keys if pid not in problems})
-    if missing:
-        raise ValueError(f"episodes name problems not in the split: {', '.join(missing[:3])}; check split=")
-    values = scorer([(problem_text(problems[pid]), code) for pid, code in keys]) if keys else []
-    return dict(zip(keys, values))
-
-
-def relabel_stage(config: RelabelStageConfig, scorer=None) -> Path:
-    """Run the stage unless complete; return the SFTExample folder. `scorer` overrides the verifier."""
-    layout = artifacts.RunLayout(Path(config.run_dir))
-    out = layout.relabel(config.iteration)
-    if artifacts.read_manifest(out) is not None:
-        log.info("%s complete; skipping", out)
-        return out / "examples"
-    start = time.perf_counter()
-    rollouts = layout.rollouts(config.iteration)
-    if artifacts.read_manifest(rollouts) is None:
-        raise FileNotFoundError(f"{rollouts}: rollouts of iteration {config.iteration} not complete; "
-                                "run pipelines/collect_rollouts.py first")
-    episodes = read_records(rollouts / "episodes", Episode)
-    inputs: dict[str, str | Path] = {"episodes": rollouts / "episodes"}
-    scores: Scores = {}
-    if config.needs_verifier():
-        from mucode.verifier import load_scorer
-
-        if scorer is None:
-            path = Path(config.verifier or layout.verifier(config.iteration) / "model")
-            artifacts.require(path, "verifier", "pipelines/train_verifier.py")
-            scorer = load_scorer(str(path), config.model)
-            inputs["verifier"] = path
-        split = artifacts.require(layout.problems(config.split), f"problem split '{config.split}'",
-                                  "the main job's problems stage (pipelines/expert_iteration.py)")
-        problems = {p.id: p for p in read_records(split, Problem)}
-        scores = final_code_scores(episodes, problems, scorer)
-    examples = relabel(episodes, scores, config.relabel)
-    write_records(examples, out / "examples", SFTExample)
-    metrics = relabel_stats(episodes, examples)
-    artifacts.write_manifest(out, inputs, ["examples"], metrics, time.perf_counter() - start)
-    log.info("relabel (%s): %s", config.relabel.mode.value, metrics)
-    return out / "examples"

@@ -232,23 +232,11 @@ class Summary:
 # Reading the run
 
 
-def _order(name: str) -> tuple:
-    """Generators in order (base, iter1, iter2, ...), then any other name alphabetically."""
-    i = RunLayout.generator_index(name)
-    return (0, i, "") if i is not None else (1, 0, name)
-
-
-def evaluated(layout: RunLayout) -> list[str]:
-    """The names with an evaluation folder (layout.eval(name)), generators first."""
-    pattern = layout.eval("*").relative_to(layout.root)
-    return sorted((p.name for p in layout.root.glob(str(pattern)) if p.is_dir()), key=_order)
-
-
 def stage_dirs(layout: RunLayout) -> list[Path]:
     """Every stage folder a run can hold, in run order (present or not)."""
     steps = (layout.rollouts, layout.verifier, layout.relabel, layout.sft)
     return [layout.problems(), layout.base, layout.warmup, *(s(i) for i in layout.iterations() for s in steps),
-            layout.final_verifier, *(layout.eval(n) for n in evaluated(layout))]
+            layout.final_verifier, *(layout.eval(n) for n in layout.evaluations())]
 
 
 def stage_seconds(stage: Path, manifest: dict) -> float:
@@ -289,7 +277,7 @@ def summarize_run(run_dir: str | Path, wall_seconds: float | None = None) -> Sum
         verifier=VerifierResult({"auc": final.auc, "accuracy": final.accuracy, **final.metrics}),
         verifiers=verifiers,
         generators={n: GeneratorResult.from_json(done[layout.eval(n)]["metrics"])
-                    for n in evaluated(layout) if layout.eval(n) in done},
+                    for n in layout.evaluations() if layout.eval(n) in done},
         rollouts={layout.stage_name(layout.iteration(i)): _load(RolloutResult, done[layout.rollouts(i)]["metrics"])
                   for i in iters if layout.rollouts(i) in done},
     )

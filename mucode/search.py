@@ -23,14 +23,17 @@ from __future__ import annotations
 
 import dataclasses
 import random
-from collections.abc import Callable
+import time
+from collections import defaultdict
 from dataclasses import dataclass, field
 from enum import Enum
 
-from mucode.generation import SamplingConfig
-from mucode.prompts import extract_code, first_turn, next_turn, problem_text, render
+from mucode.generation import Backend, SamplingConfig
+from mucode.metrics import pass_at_k
+from mucode.prompts import extract_code, first_turn, next_turn, render
 from mucode.records import Message, Problem
 from mucode.sandbox import Job, Sandbox
+from mucode.verifier import Scorer
 
 
 class Selector(str, Enum):
@@ -58,12 +61,12 @@ class SearchConfig:
     """Best-of-N search."""
 
     searches: int = 10
-    """S: independent searches per problem (accuracy is averaged over them)."""
+    """S: independent searches per problem (accuracy is averaged over them; the paper's 10)."""
     candidates: int = 5
-    """N: samples per turn."""
+    """N: samples per turn (the paper's 5)."""
     turns: int = 3
     """T: most turns."""
-    sampling: SamplingConfig = field(default_factory=lambda: SamplingConfig(temperature=0.7))
+    sampling: SamplingConfig = field(default_factory=SamplingConfig)
     """Sampling of candidates (temperature 0 and candidates 1 = greedy)."""
     seed: int = 0
     """Seed of sampling and of the random selectors."""
@@ -71,6 +74,26 @@ class SearchConfig:
     def __post_init__(self) -> None:
         if min(self.searches, self.candidates, self.turns) < 1:
             raise ValueError("search.searches, search.candidates and search.turns must be >= 1")
+
+
+@dataclass
+class EvalRecipe:
+    """How a generator is evaluated: which problems, and the Best-of-N search (greedy uses its T)."""
+
+    split: str = "test"
+    """Problem split evaluated (held out from everything else)."""
+    limit: int | None = None
+    """Evaluate only the split's first `limit` problems (null: all)."""
+    search: SearchConfig = field(default_factory=SearchConfig)
+    """S searches x N candidates x T turns for Best-of-N, and their sampling."""
+    candidates_sweep: list[int] = field(default_factory=list)
+    """Extra pt+lv BoN runs, one per N listed (accuracy vs N); empty = none."""
+
+    def __post_init__(self) -> None:
+        if self.limit is not None and self.limit < 1:
+            raise ValueError(f"eval.limit={self.limit} must be a positive number of problems or null")
+        if any(n < 1 for n in self.candidates_sweep):
+            raise ValueError(f"eval.candidates_sweep={self.candidates_sweep}: every N must be >= 1")
 
 
 @dataclass
@@ -94,30 +117,26 @@ class SearchState:
     stopped: bool = False
 
 
-Scorer = Callable[[list[tuple[str, str]]], list[float]]  # (problem text, code) pairs -> verifier scores
-
-
-def run_search(problems: list[Problem], backend, sandbox: Sandbox, scorer: Scorer | None,
+def run_search(problems: list[Problem], backend: Backend, sandbox: Sandbox, scorer: Scorer | None,
                config: SearchConfig, selectors: list[Selector]) -> dict:
     """Run all selectors' searches turn by turn; return accuracy by turn per selector."""
     searches = run_searches(problems, backend, sandbox, scorer, config, selectors)
     return summarize(searches, selectors, config.turns)
 
 
-def run_searches(problems: list[Problem], backend, sandbox: Sandbox, scorer: Scorer | None,
+def run_searches(problems: list[Problem], backend: Backend, sandbox: Sandbox, scorer: Scorer | None,
                  config: SearchConfig, selectors: list[Selector]) -> list[SearchState]:
     """Run all selectors' searches turn by turn; return every search with its picks (one per turn)."""
     rng = random.Random(config.seed)
     searches = [SearchState(p, s, sel, first_turn(p)) for p in problems for s in range(config.searches)
                 for sel in selectors]
     cache: dict[tuple[str, str], tuple[bool, bool, str]] = {}
-    score_cache: dict[tuple[str, str], float] = {}
     for turn in range(config.turns):
         live = [s for s in searches if not s.stopped]
         if not live:
             break
         groups = _group_by_state(live)
-        candidates = _sample(groups, backend, sandbox, scorer, config, turn, cache, score_cache)
+        candidates = _sample(groups, backend, sandbox, scorer, config, turn, cache)
         for key, members in groups.items():
             cands = candidates[key]
             for s in members:
@@ -137,8 +156,8 @@ def _group_by_state(live: list[SearchState]) -> dict[tuple, list[SearchState]]:
     return groups
 
 
-def _sample(groups: dict[tuple, list[SearchState]], backend, sandbox: Sandbox, scorer: Scorer | None,
-            config: SearchConfig, turn: int, cache: dict, score_cache: dict) -> dict[tuple, list[Candidate]]:
+def _sample(groups: dict[tuple, list[SearchState]], backend: Backend, sandbox: Sandbox, scorer: Scorer | None,
+            config: SearchConfig, turn: int, cache: dict) -> dict[tuple, list[Candidate]]:
     """N candidates per unique state, executed (public + private) and scored, each code once."""
     keys = list(groups)
     prompts = [render(backend.tokenizer, groups[k][0].state) for k in keys for _ in range(config.candidates)]
@@ -148,27 +167,17 @@ def _sample(groups: dict[tuple, list[SearchState]], backend, sandbox: Sandbox, s
              for i, c in enumerate(completions)]
     problems = [groups[keys[i // config.candidates]][0].problem for i in range(len(codes))]
     todo = {(p.id, c): (p, c) for p, c in zip(problems, codes) if (p.id, c) not in cache}
-    jobs = [Job(c, p.tests, n_public=len(p.public_tests)) for p, c in todo.values()]
-    for (key, (p, _)), r in zip(todo.items(), sandbox.run_batch(jobs)):
-        n_pub = len(p.public_tests)
-        public = all(r.tests_passed[:n_pub])
-        cache[key] = (public, public and all(r.tests_passed[n_pub:]), "" if public else r.feedback)
-    _score_missing(problems, codes, scorer, score_cache)
+    jobs = [Job.for_problem(p, c) for p, c in todo.values()]
+    for key, r in zip(todo, sandbox.run_batch(jobs)):
+        public = r.public_passed
+        cache[key] = (public, public and r.private_passed, "" if public else r.feedback)
+    scores = scorer.scores(zip(problems, codes)) if scorer is not None else {}
     out: dict[tuple, list[Candidate]] = {}
     for i, (p, c) in enumerate(zip(problems, codes)):
         public, correct, feedback = cache[(p.id, c)]
         out.setdefault(keys[i // config.candidates], []).append(
-            Candidate(c, public, correct, feedback, score_cache.get((p.id, c), 0.0)))
+            Candidate(c, public, correct, feedback, scores.get((p.id, c), 0.0)))
     return out
-
-
-def _score_missing(problems: list[Problem], codes: list[str], scorer: Scorer | None, score_cache: dict) -> None:
-    if scorer is None:
-        return
-    missing = list(dict.fromkeys((p.id, c) for p, c in zip(problems, codes) if (p.id, c) not in score_cache))
-    texts = {p.id: problem_text(p) for p in problems}
-    for key, s in zip(missing, scorer([(texts[pid], code) for pid, code in missing])):
-        score_cache[key] = s
 
 
 def _turn_sampling(config: SearchConfig, turn: int) -> SamplingConfig:
@@ -189,3 +198,81 @@ def correct_by(search: SearchState, t: int) -> bool:
     """The search's pick at turn min(t, its last turn) is correct."""
     picks = search.picks[:t]
     return bool(picks) and picks[-1].correct
+
+
+# ---------------------------------------------------------------------------------------------
+# Scoring a generator: greedy, BoN with every selector, pass@k, per-problem rows; a user's answers
+
+
+def pass_at_k_by_turn(searches: list[SearchState], turns: int) -> dict:
+    """Mean over problems of unbiased pass@k of the searches (k = 1..searches per problem), by turn."""
+    by_problem: dict[str, list[SearchState]] = defaultdict(list)
+    for s in searches:
+        by_problem[s.problem.id].append(s)
+    ks = list(range(1, min(len(v) for v in by_problem.values()) + 1))
+    table = [[sum(pass_at_k(len(v), sum(correct_by(s, t) for s in v), k) for v in by_problem.values())
+              / len(by_problem) for k in ks] for t in range(1, turns + 1)]
+    return {"k": ks, "by_turn": table}
+
+
+def greedy_config(search: SearchConfig) -> SearchConfig:
+    """One search, one candidate at temperature 0, the same turns and token limit."""
+    return dataclasses.replace(search, searches=1, candidates=1,
+                               sampling=dataclasses.replace(search.sampling, temperature=0.0))
+
+
+def search_metrics(problems: list[Problem], backend: Backend, sandbox: Sandbox, scorer: Scorer | None,
+                   search: SearchConfig, candidates_sweep: list[int]) -> tuple[dict, list[dict]]:
+    """(metrics, per-problem rows) of greedy, BoN with every selector and the optional N sweep."""
+    selectors, turns = list(Selector), search.turns
+    start = time.perf_counter()
+    greedy = run_searches(problems, backend, sandbox, None, greedy_config(search), [Selector.pt])
+    after_greedy = time.perf_counter()
+    bon = run_searches(problems, backend, sandbox, scorer, search, selectors)
+    seconds = {"greedy": after_greedy - start, "bon": time.perf_counter() - after_greedy}
+    metrics = {
+        "greedy": summarize(greedy, [Selector.pt], turns)[Selector.pt.value],
+        "bon": summarize(bon, selectors, turns),
+        "pass_at_k": pass_at_k_by_turn([s for s in bon if s.selector is Selector.random], turns),
+    }
+    if candidates_sweep:
+        sweep_start = time.perf_counter()
+        accuracy = [run_best_of(problems, backend, sandbox, scorer, dataclasses.replace(search, candidates=n))
+                    for n in candidates_sweep]
+        metrics["bon_by_n"] = {"selector": Selector.pt_lv.value, "n": candidates_sweep, "accuracy": accuracy}
+        seconds["sweep"] = time.perf_counter() - sweep_start
+    metrics["seconds"] = seconds
+    return metrics, problem_rows(problems, greedy, bon, turns)
+
+
+def run_best_of(problems: list[Problem], backend: Backend, sandbox: Sandbox, scorer: Scorer | None,
+                search: SearchConfig) -> float:
+    """Final-turn accuracy of a pt+lv BoN search."""
+    searches = run_searches(problems, backend, sandbox, scorer, search, [Selector.pt_lv])
+    return summarize(searches, [Selector.pt_lv], search.turns)[Selector.pt_lv.value]["accuracy"]
+
+
+def problem_rows(problems: list[Problem], greedy: list[SearchState], bon: list[SearchState], turns: int
+                 ) -> list[dict]:
+    """Per problem: greedy correct and its turns, and the share of each selector's searches correct."""
+    greedy_by = {s.problem.id: s for s in greedy}
+    shares: dict[str, dict[str, list[bool]]] = defaultdict(lambda: defaultdict(list))
+    for s in bon:
+        shares[s.problem.id][s.selector.value].append(correct_by(s, turns))
+    return [{"id": p.id, "greedy": correct_by(greedy_by[p.id], turns), "greedy_turns": len(greedy_by[p.id].picks),
+             "bon": {sel: sum(v) / len(v) for sel, v in shares[p.id].items()}} for p in problems]
+
+
+def answers(searches: list[SearchState], selector: Selector, rng: random.Random) -> list[dict]:
+    """One row per problem: the selector's choice among its searches' final picks (pure but for rng)."""
+    by_problem: dict[str, list[SearchState]] = defaultdict(list)
+    for s in searches:
+        by_problem[s.problem.id].append(s)
+    rows = []
+    for pid, mine in by_problem.items():
+        finals = [s.picks[-1] for s in mine]
+        best = mine[select(selector, [c.public_pass for c in finals], [c.score for c in finals], rng)]
+        pick = best.picks[-1]
+        rows.append({"id": pid, "code": pick.code, "turn": len(best.picks), "public_pass": pick.public_pass,
+                     "score": pick.score, "feedback": pick.feedback})
+    return rows

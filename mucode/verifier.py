@@ -1,17 +1,14 @@
-"""The learned verifier: data from episodes, BCE and Bradley-Terry losses (pure), training, scoring.
+"""The learned verifier: data from episodes, BCE and Bradley-Terry losses (pure), batches, scoring.
 
-    python pipelines/train_verifier.py run_dir=runs/default                     # iteration 1, CPU
-    python pipelines/train_verifier.py run_dir=runs/x out_dir=runs/x/iter2/verifier \
-        inputs=[runs/x/iter1/rollouts,runs/x/iter2/rollouts] loss=bce
-    torchrun --nproc_per_node 4 pipelines/train_verifier.py run_dir=runs/x model=hub \
-        train.deepspeed=conf/deepspeed/zero2.json                              # multi-GPU
     scorer = load_scorer("runs/x/iter1/verifier/model", ModelConfig())  # [(problem text, code)] -> logits
+    pairs = sample_pairs(examples, 32, random.Random(0))              # BT training pairs
 
 The verifier R(x, y) is the base LM with a fresh scalar head (AutoModelForSequenceClassification,
 num_labels=1); its input is the problem as the generator sees it at turn 1 (statement + public
 tests) and the candidate code, rendered with the chat template as a user turn and an assistant turn;
 the score is read at the last non-pad token (the assistant turn's end token). For the tiny default the
-"base" is the warm start (generator 0): the untrained tiny model cannot read code at all.
+base is the warm start (generator 0): the untrained tiny model cannot read code at all. The stage
+that trains one in a run is mucode.stages.train_verifier.
 
 Labels come from the oracle: a code is positive iff it passes public and private tests. Every turn
 of every episode is a candidate (intermediate failed turns are negatives); candidates are unique per
@@ -19,7 +16,7 @@ of every episode is a candidate (intermediate failed turns are negatives); candi
 held-out validation share, on which the stage reports AUC, within-problem pair accuracy, accuracy
 (logit > 0), ECE and Best-of-N selection accuracy (mucode.metrics.verifier_metrics).
 
-Losses (SPEC §1 step 2):
+Losses (the muCode paper, step 2):
     BCE   pointwise binary cross-entropy on (x, y, label); a batch item is one example
     BT    per problem with both kinds, P sampled (positive, negative) pairs;
           -log sigmoid(r+ - r-) + lambda * mean(r^2)   (lambda default 1e-3); a batch item is a pair,
@@ -31,36 +28,24 @@ BT scores are not probabilities, so its accuracy and ECE (sigmoid of the logit) 
 
 from __future__ import annotations
 
-import dataclasses
 import functools
-import logging
-import os
 import random
-import time
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 
 from mucode import artifacts
 from mucode.metrics import verifier_metrics
-from mucode.models import TINY, ModelConfig, load_verifier, resolve_path
+from mucode.models import ModelConfig, load_verifier
 from mucode.prompts import format_code, problem_text
-from mucode.records import Episode, Message, Problem, VerifierExample, read_records
-from mucode.tracking import TrackingConfig, open_logger
-from mucode.training import TrainConfig, process_state, train
-
-if TYPE_CHECKING:
-    from mucode.search import Scorer
-
-log = logging.getLogger(__name__)
-
-BASE = "base"
+from mucode.records import Episode, Message, Problem, VerifierExample
+from mucode.training import TrainConfig
 
 
 class VerifierLoss(str, Enum):
@@ -70,34 +55,10 @@ class VerifierLoss(str, Enum):
     bt = "bt"
 
 
-def default_recipe() -> TrainConfig:
-    """The verifier's optimization recipe: 2 epochs of the training items (the paper's 2 epochs), 4096
-    tokens per batch, lr 1e-3.
-
-    Epochs, not a fixed step count, because the data grows with every iteration: R_i is trained on the
-    rollouts of iterations 1..i. Measured on the default run's rollouts (seed 0; BT, 2 threads):
-    R_1 (500 problems, 1.4k pairs) 160 steps, 41 s, validation AUC 0.774 (80 steps: 0.778);
-    R_2 (1,000 problems, 2.8k pairs) 328 steps, 82 s, AUC 0.751 / 0.702 (two train seeds; 80 steps, half
-    an epoch: 0.629). BCE, 2 epochs: R_1 0.804, R_2 0.764. lr 1e-4 / 3e-4 / 3e-3 did not help.
-    """
-    return TrainConfig(lr=1e-3, warmup_steps=10, max_steps=0, epochs=2.0, batch_tokens=4096, max_length=1024,
-                       checkpoint_every=50, sort_window=0)
-
-
 @dataclass
-class TrainVerifierConfig:
-    """Stage: train the verifier on every rollout so far, from the base model with a fresh head."""
+class VerifierRecipe:
+    """How a verifier is trained (where it reads and writes is the stage's)."""
 
-    run_dir: str = "runs/default"
-    """The run directory (see artifacts.RunLayout)."""
-    out_dir: str = "${run_dir}/iter1/verifier"
-    """Where the stage writes model/, metrics.jsonl, config.yaml and manifest.json."""
-    inputs: list[str] = field(default_factory=lambda: ["${run_dir}/iter1/rollouts"])
-    """Rollout folders (collect_rollouts' iter{i}/rollouts, or an Episode dataset), aggregated."""
-    problems: str = "${run_dir}/problems/train"
-    """The Problem dataset the rollouts were collected on (for the turn-1 problem text)."""
-    init: str = BASE
-    """Starting weights: "base" (the warm start for the tiny model, else model.name_or_path) or a folder."""
     loss: VerifierLoss = VerifierLoss.bt
     """bt (Bradley-Terry on sampled pairs, the paper's default) or bce (pointwise)."""
     pairs_per_problem: int = 32
@@ -106,29 +67,19 @@ class TrainVerifierConfig:
     """BT: weight of the mean squared score, which keeps scores near 0."""
     valid_fraction: float = 0.1
     """Share of problems held out for the validation metrics."""
-    seed: int = 0
-    """Seed of the problem split and the pair sampling (train.seed orders the data)."""
-    model: ModelConfig = field(default_factory=ModelConfig)
-    """The base model (dtype, chat template; name_or_path when it is not the tiny default)."""
-    train: TrainConfig = field(default_factory=default_recipe)
+    train: TrainConfig = field(default_factory=TrainConfig)
     """The optimization recipe."""
-    tracking: TrackingConfig = field(default_factory=TrackingConfig)
-    """metrics.jsonl + wandb."""
 
     def __post_init__(self) -> None:
         if self.loss not in {m.value for m in VerifierLoss}:
-            raise ValueError(f"loss={self.loss!r}; choose one of bce, bt")
+            raise ValueError(f"verifier.loss={self.loss!r}; choose one of bce, bt")
         self.loss = VerifierLoss(self.loss)
-        if not self.inputs:
-            raise ValueError("inputs is empty; give the rollout folders, e.g. inputs=[runs/x/iter1/rollouts]")
         if self.pairs_per_problem < 1:
-            raise ValueError(f"pairs_per_problem={self.pairs_per_problem} must be >= 1")
+            raise ValueError(f"verifier.pairs_per_problem={self.pairs_per_problem} must be >= 1")
         if self.l2 < 0:
-            raise ValueError(f"l2={self.l2} must be >= 0")
+            raise ValueError(f"verifier.l2={self.l2} must be >= 0")
         if not 0.0 <= self.valid_fraction < 1.0:
-            raise ValueError(f"valid_fraction={self.valid_fraction} must be in [0, 1)")
-        if not self.init:
-            raise ValueError('init is empty; use "base" or a saved model folder')
+            raise ValueError(f"verifier.valid_fraction={self.valid_fraction} must be in [0, 1)")
 
 
 def bce_loss(scores: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -241,110 +192,20 @@ def bt_step(model, batch: dict[str, torch.Tensor], l2: float) -> tuple[torch.Ten
     return bt_loss(chosen, rejected, l2), {"pair_accuracy": pair_accuracy}
 
 
-def training_items(examples: list[VerifierExample], ids: list[list[int]], config: TrainVerifierConfig
+def training_items(examples: list[VerifierExample], ids: list[list[int]], recipe: VerifierRecipe, seed: int
                    ) -> tuple[list[Any], list[int]]:
     """(items, lengths) for the training loop: (ids, label) for BCE; (chosen ids, rejected ids) pairs
-    for BT, each counted as twice its longer side against the token budget."""
-    if config.loss is VerifierLoss.bce:
+    for BT (drawn with `seed`), each counted as twice its longer side against the token budget."""
+    if recipe.loss is VerifierLoss.bce:
         return [(i, ex.label) for i, ex in zip(ids, examples)], [len(i) for i in ids]
-    pairs = sample_pairs(examples, config.pairs_per_problem, random.Random(config.seed))
+    pairs = sample_pairs(examples, recipe.pairs_per_problem, random.Random(seed))
     if not pairs:
-        raise ValueError("loss=bt: no training problem has both a correct and a wrong code; "
-                         "collect more rollouts or use loss=bce")
+        raise ValueError("verifier.loss=bt: no training problem has both a correct and a wrong code; "
+                         "collect more rollouts or use verifier.loss=bce")
     return [(ids[p], ids[n]) for p, n in pairs], [2 * max(len(ids[p]), len(ids[n])) for p, n in pairs]
 
 
-# ---------------------------------------------------------------------------------------------
-# The stage
-
-
-def rollout_dataset(path: str | Path) -> Path:
-    """The Episode dataset of an input: a complete rollouts stage folder, or the dataset itself."""
-    path = Path(path)
-    if (path / "dataset_info.json").is_file():
-        return path
-    if artifacts.read_manifest(path) is None or not (path / "episodes").is_dir():
-        raise FileNotFoundError(f"{path}: no rollouts here; run pipelines/collect_rollouts.py first or point to them")
-    return path / "episodes"
-
-
-def load_data(config: TrainVerifierConfig, episodes: list[Episode] | None, problems: list[Problem] | None
-              ) -> tuple[list[VerifierExample], dict[str, Path]]:
-    """Labeled examples from the episodes (read from config.inputs unless given) and the input paths read."""
-    inputs: dict[str, Path] = {}
-    if episodes is None:
-        paths = [rollout_dataset(p) for p in config.inputs]
-        episodes = [e for p in paths for e in read_records(p, Episode)]
-        inputs.update({f"input{i}": p for i, p in enumerate(paths)})
-    if problems is None:
-        folder = artifacts.require(config.problems, "problem split", "pipelines/expert_iteration.py (stage problems)")
-        problems = read_records(folder, Problem)
-        inputs["problems"] = folder
-    by_id = {p.id: p for p in problems}
-    missing = sorted({e.problem_id for e in episodes} - by_id.keys())
-    if missing:
-        raise ValueError(f"problems={config.problems}: {len(missing)} rollout problems are not there "
-                         f"(first: {missing[0]}); point problems= to the split the rollouts were collected on")
-    examples = examples_from_episodes(episodes, by_id)
-    if not examples:
-        raise ValueError(f"inputs={config.inputs}: no episodes; nothing to train the verifier on")
-    return examples, inputs
-
-
-def init_path(config: TrainVerifierConfig) -> str:
-    """The folder (or Hub id) the verifier starts from: for the tiny default, the warm start."""
-    if config.init != BASE:
-        return str(artifacts.require(config.init, "init model", "a training stage"))
-    if config.model.name_or_path != TINY:
-        return resolve_path(config.model)
-    warm = artifacts.RunLayout(Path(config.run_dir)).generator(0, TINY)
-    return str(artifacts.require(warm, "warm-started base model", "pipelines/train_generator.py (the warm start)"))
-
-
-def train_verifier(config: TrainVerifierConfig, episodes: list[Episode] | None = None,
-                   problems: list[Problem] | None = None) -> dict[str, Any]:
-    """Run the verifier stage into config.out_dir (skipped when its manifest is complete).
-
-    Returns the manifest's metrics: train (the TrainResult), valid (verifier metrics on the held-out
-    problems; an undefined one, such as AUC with one class, is None) and sizes.
-    """
-    out_dir = Path(config.out_dir)
-    if (manifest := artifacts.read_manifest(out_dir)) is not None:
-        log.info("%s complete; skipping", out_dir)
-        return manifest["metrics"]
-    start = time.perf_counter()
-    init = init_path(config)
-    examples, inputs = load_data(config, episodes, problems)
-    train_ex, valid_ex = split_by_problem(examples, config.valid_fraction, config.seed)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(config.train.seed)  # the fresh head's initialisation
-        model, tokenizer = _load(init, config.model)
-    ids = tokenize(tokenizer, train_ex, config.train.max_length)
-    items, lengths = training_items(train_ex, ids, config)
-    collate = functools.partial(collate_pointwise if config.loss is VerifierLoss.bce else collate_pairs,
-                                pad_id=tokenizer.pad_token_id)
-    loss_fn = bce_step if config.loss is VerifierLoss.bce else functools.partial(bt_step, l2=config.l2)
-    main = process_state(config.train).is_main_process
-    params = artifacts.write_config(out_dir, config, main)
-    metrics: dict[str, Any] = {"sizes": _sizes(train_ex, valid_ex, items, ids, config.train.max_length)}
-    with open_logger(config.tracking, out_dir, _label(config), params, main_process=main) as logger:
-        result = train(model, items, lengths, collate, loss_fn, config.train, out_dir, logger, tokenizer)
-        metrics["train"] = dataclasses.asdict(result)
-        if main:
-            scorer = load_scorer(out_dir / "model", config.model, max_length=config.train.max_length)
-            metrics["valid"] = evaluate(scorer, valid_ex)
-            logger.log({f"valid_{k}": v for k, v in metrics["valid"].items()}, step=result.steps)
-    if main:
-        if os.path.isdir(init):
-            inputs["init"] = Path(init)
-        artifacts.write_manifest(out_dir, inputs, ["model"], metrics, time.perf_counter() - start)
-        metrics = artifacts.read_manifest(out_dir)["metrics"]  # as a rerun reads it (NaN -> None)
-        log.info("verifier (%s): %d steps, %.0f s; valid %s", config.loss.value, result.steps, result.seconds,
-                 metrics["valid"])
-    return metrics
-
-
-def evaluate(scorer: Scorer, examples: list[VerifierExample]) -> dict[str, float]:
+def validation_metrics(scorer: Scorer, examples: list[VerifierExample]) -> dict[str, float]:
     """Verifier metrics of `scorer` on `examples` (empty when there are none): auc, pair_accuracy (within
     problems), accuracy (logit > 0), ece, brier, bon_selection_accuracy (and its random-pick baseline),
     positives, examples."""
@@ -357,24 +218,36 @@ def evaluate(scorer: Scorer, examples: list[VerifierExample]) -> dict[str, float
     return metrics
 
 
-def _sizes(train_ex: list[VerifierExample], valid_ex: list[VerifierExample], items: list[Any],
-           ids: list[list[int]], max_length: int) -> dict[str, int]:
-    return {
-        "train_examples": len(train_ex), "train_positives": sum(ex.label for ex in train_ex),
-        "train_problems": len({ex.problem_id for ex in train_ex}), "train_items": len(items),
-        "truncated": sum(len(i) >= max_length for i in ids),
-        "valid_examples": len(valid_ex), "valid_problems": len({ex.problem_id for ex in valid_ex}),
-    }
-
-
-def _label(config: TrainVerifierConfig) -> str:
-    """Stage name in metrics: out_dir relative to run_dir ("iter1/verifier")."""
-    out, run = Path(config.out_dir).resolve(), Path(config.run_dir).resolve()
-    return str(out.relative_to(run)) if out.is_relative_to(run) else out.name
-
-
 # ---------------------------------------------------------------------------------------------
 # Scoring
+
+
+class Scorer:
+    """A verifier as a function of (problem, code): each distinct pair is scored once (the cache lives
+    as long as the Scorer), from the problem as the generator sees it at turn 1.
+
+        scorer = load_scorer("runs/x/iter1/verifier/model", ModelConfig())
+        scores = scorer.scores([(problem, code), ...])    # {(problem.id, code): logit}
+        logits = scorer([(problem_text, code), ...])      # raw, uncached
+    """
+
+    def __init__(self, score: Callable[[list[tuple[str, str]]], list[float]]) -> None:
+        self.score = score
+        self.cache: dict[tuple[str, str], float] = {}
+
+    def __call__(self, pairs: list[tuple[str, str]]) -> list[float]:
+        """Logits for (problem text, code) pairs, in order."""
+        return self.score(pairs)
+
+    def scores(self, items: Iterable[tuple[Problem, str]]) -> dict[tuple[str, str], float]:
+        """{(problem id, code): score} for the items; the pairs not seen yet are scored in one call, in
+        the order they first appear."""
+        items = list(items)
+        missing = list(dict.fromkeys((p.id, code) for p, code in items if (p.id, code) not in self.cache))
+        if missing:
+            texts = {p.id: problem_text(p) for p, _ in items}
+            self.cache.update(zip(missing, self.score([(texts[pid], code) for pid, code in missing])))
+        return {(p.id, code): self.cache[(p.id, code)] for p, code in items}
 
 
 def verifier_messages(prompt: str, code: str) -> list[Message]:
@@ -409,22 +282,10 @@ def score(model, tokenizer, pairs: list[tuple[str, str]], batch_size: int = 64, 
 
 def load_scorer(path: str | Path, model_config: ModelConfig, batch_size: int = 64, max_length: int = 1024
                 ) -> Scorer:
-    """A saved verifier as a Scorer: [(problem text, code)] -> logits (problem text = prompts.problem_text).
-
-    On the GPU when there is one; `model_config` gives the dtype and a chat template if the tokenizer lacks one.
-    """
+    """A saved verifier as a Scorer (on the GPU when there is one); `model_config` gives the dtype and a
+    chat template if the tokenizer lacks one."""
     path = artifacts.require(path, "verifier model", "pipelines/train_verifier.py")
-    model, tokenizer = _load(str(path), model_config)
+    model, tokenizer = load_verifier(str(path), model_config)
     if torch.cuda.is_available():
         model.to("cuda")
-    return functools.partial(score, model, tokenizer, batch_size=batch_size, max_length=max_length)
-
-
-def _load(path: str, model_config: ModelConfig):
-    """(scalar-head model, tokenizer with a chat template) from a base or a saved verifier."""
-    model, tokenizer = load_verifier(path, model_config.dtype)
-    if model_config.chat_template:
-        tokenizer.chat_template = model_config.chat_template
-    if not tokenizer.chat_template:
-        raise ValueError(f"{path}: tokenizer has no chat template; set model.chat_template or use an instruct model")
-    return model, tokenizer
+    return Scorer(functools.partial(score, model, tokenizer, batch_size=batch_size, max_length=max_length))

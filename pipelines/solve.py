@@ -5,23 +5,16 @@
         verifier=runs/x/final_verifier/model out=answers.jsonl search.candidates=8
     python pipelines/solve.py problems=my.jsonl generator=path/to/model verifier=null   # selector pt
 
-Reads a JSONL of Problem rows (mucode.tasks.jsonl; private_tests may be empty and are never run);
-writes `out`: one JSON line per problem with id, code, turn, public_pass, score (null without a
-verifier) and the public feedback of the chosen code.
+Writes `out`: one JSON line per problem (see mucode/stages/solve.py).
 """
 
-import sys
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a clone without installing
-
-from mucode.config import stage_main  # noqa: E402
-from mucode.evaluate import SolveConfig, solve  # noqa: E402
+from mucode.config import stage_main
+from mucode.stages.solve import SolveConfig, run
 
 
 @stage_main("solve")
 def main(config: SolveConfig) -> None:
-    print(solve(config))
+    print(run(config))
 
 
 if __name__ == "__main__":

@@ -1,33 +1,25 @@
-"""Stage: train the verifier on all rollouts so far (SPEC §1 step 2).
+"""Stage train_verifier: R_i on the rollouts of iterations 1..i.
 
-    python pipelines/train_verifier.py run_dir=runs/default                       # iteration 1, CPU
-    python pipelines/train_verifier.py run_dir=runs/default out_dir=runs/default/iter2/verifier \
-        inputs=[runs/default/iter1/rollouts,runs/default/iter2/rollouts] loss=bce
+    python pipelines/train_verifier.py run_dir=runs/default                        # R_1, CPU
+    python pipelines/train_verifier.py run_dir=runs/default iteration=2 verifier.loss=bce
     torchrun --nproc_per_node 4 pipelines/train_verifier.py run_dir=runs/x model=hub \
-        train.deepspeed=conf/deepspeed/zero2.json train.precision=bf16         # multi-GPU, DeepSpeed
+        verifier.train.deepspeed=conf/deepspeed/zero2.json verifier.train.precision=bf16   # multi-GPU
 
-Reads the rollout folders (`inputs`), the problem split they were collected on (`problems`) and the
-base model (the warm start run_dir/warmup/model for the tiny default, or `init=PATH`); writes
-out_dir/model (AutoModelForSequenceClassification, num_labels=1), metrics.jsonl, config.yaml and
-manifest.json with validation AUC, accuracy, ECE and Best-of-N selection accuracy (see
-mucode/verifier.py). Rerunning a killed run resumes from out_dir/checkpoints; a complete stage is skipped.
+Writes out_dir (default run_dir/iter{i}/verifier): model/ (AutoModelForSequenceClassification,
+num_labels=1), metrics.jsonl, config.yaml and manifest.json with the validation metrics (see
+mucode/stages/train_verifier.py). A killed run resumes from its checkpoints.
 """
 
-import sys
-from pathlib import Path
+from mucode.config import stage_main
+from mucode.stages.train_verifier import TrainVerifierConfig, run
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a clone without installing
-
-from mucode.config import stage_main  # noqa: E402
-from mucode.verifier import TrainVerifierConfig, train_verifier  # noqa: E402
-
-SHOWN = ("auc", "accuracy", "ece", "bon_selection_accuracy")
+SHOWN = ("auc", "pair_accuracy", "accuracy", "ece", "bon_selection_accuracy")
 
 
 @stage_main("train_verifier")
 def main(config: TrainVerifierConfig) -> None:
-    metrics = train_verifier(config)
-    train, valid = metrics["train"], metrics.get("valid", {})
+    metrics = run(config)
+    train, valid = metrics["train"], metrics.get("valid") or {}
     shown = ", ".join(f"{k} {valid[k]:.3f}" for k in SHOWN if valid.get(k) is not None) or "none"
     print(f"{train['steps']} steps, {train['seconds']:.0f} s -> {train['model_dir']}; valid: {shown}")
 

@@ -105,7 +105,9 @@ install_pkgs() {
   [ "$INSTALL" = 1 ] || cannot "not installed: ${missing[*]} (run: sudo bash $0 install)"
   command -v apt-get >/dev/null || cannot "not installed: ${missing[*]}, and no apt-get to install them"
   log "installing ${missing[*]}"
-  apt_retry update >/dev/null || cannot "apt-get update failed (no package mirror?)"
+  # A failed update (no mirror, or an index that cannot be verified) leaves the cached index in place:
+  # try the install from it before giving up.
+  apt_retry update >/dev/null || log "apt-get update failed (no package mirror?); installing from the cached index"
   # --no-install-recommends: 8 packages, ~3.5 MB download, ~13 MB on disk.
   # In containers policy-rc.d usually forbids service start-up; fine, we start daemons ourselves.
   apt_retry install -y --no-install-recommends "${missing[@]}" >/dev/null || cannot "apt-get install ${missing[*]} failed"

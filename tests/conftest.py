@@ -62,3 +62,35 @@ def tiny_model_dir(tmp_path_factory, tiny_tokenizer) -> Path:
     model.save_pretrained(path)
     tiny_tokenizer.save_pretrained(path)
     return path
+
+
+# A miniature of the main job's default: a 2-layer hidden-32 model, 200 problems, 1 iteration, a few
+# steps per stage. It learns nothing (so the verifier is BCE and the expert the learned one: no code is
+# correct); it runs every stage for real. test_iterate and test_slurm share one in-process run of it.
+MINI = [
+    "task.embedded.size=200", "model.tiny.hidden_size=32", "model.tiny.num_layers=2", "model.tiny.num_heads=2",
+    "model.tiny.intermediate_size=64", "model.tiny.vocab_size=500", "iterations=1",
+    "warmup.max_steps=4", "warmup.batch_tokens=1024", "warmup.checkpoint_every=2",
+    "rollout.problems_per_iteration=6", "rollout.samples=2", "rollout.chunk_size=2",
+    "rollout.sampling.max_new_tokens=16", "verifier.loss=bce", "relabel.mode=learned", "verifier.train.max_steps=3",
+    "verifier.train.checkpoint_every=1", "sft.train.max_steps=3", "sft.train.checkpoint_every=1",
+    "eval.limit=4", "eval.search.searches=1", "eval.search.candidates=2", "eval.search.turns=2",
+    "eval.search.sampling.max_new_tokens=16", "tracking.wandb=disabled",
+]
+
+
+@pytest.fixture(scope="session")
+def mini() -> list[str]:
+    """The overrides of the miniature main job."""
+    return list(MINI)
+
+
+@pytest.fixture(scope="session")
+def mini_run(tmp_path_factory) -> Path:
+    """The miniature main job with final_rollouts=true, run once in this process: <tmp>/run."""
+    from mucode.config import compose
+    from mucode.stages.expert_iteration import run
+
+    root = tmp_path_factory.mktemp("main-job") / "run"
+    run(compose("expert_iteration", [f"run_dir={root}", *MINI, "final_rollouts=true"]))
+    return root

@@ -113,3 +113,19 @@ def test_entry_point_malformed_row_exits_nonzero_naming_file_line_and_field(tmp_
     lines = [ln for ln in proc.stderr.strip().splitlines() if ln.strip()]
     assert len(lines) == 1 and f"{data} line 2" in lines[0] and "public_tests" in lines[0], proc.stderr
     assert not (run / "problems").exists()
+
+
+def test_the_library_never_imports_a_stage():
+    """Imports go pipelines -> mucode.stages -> library; only the Hydra glue and the Slurm submitter,
+    which run stages, look the other way."""
+    import ast
+
+    package = ROOT / "mucode"
+    glue = {package / "config.py", package / "slurm.py"}
+    for path in package.rglob("*.py"):
+        if package / "stages" in path.parents or path in glue:
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+            assert not any(n.startswith("mucode.stages") for n in names), f"{path.relative_to(ROOT)} imports {names}"

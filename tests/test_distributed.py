@@ -68,15 +68,15 @@ def sft_data(tmp_path_factory) -> Path:
 
 def recipe(**overrides) -> dict:
     """train.* values: 4 steps of a global batch of 4 examples (2 per micro-batch), a checkpoint at step 2."""
-    values = dict(max_steps=4, batch_size=2, batch_tokens=0, max_length=256, lr=1e-2, warmup_steps=1,
+    values = dict(max_steps=4, epochs=0.0, batch_size=2, batch_tokens=0, max_length=256, lr=1e-2, warmup_steps=1,
                   log_every=1, checkpoint_every=2, precision="fp32")
     return {**values, **overrides}
 
 
 def stage_args(model_dir: Path, data: Path, out: Path, train: dict) -> list[str]:
     """Overrides of pipelines/train_generator.py: train `model_dir` on `data` into `out`."""
-    return [f"run_dir={out.parent}", f"init={model_dir}", f"inputs=[{data}]", "warmup=false", f"out_dir={out}",
-            "tracking.wandb=disabled", *(f"train.{k}={v}" for k, v in train.items())]
+    return [f"run_dir={out.parent}", f"sft.init={model_dir}", f"inputs=[{data}]", "sft.replay=0", f"out_dir={out}",
+            "tracking.wandb=disabled", *(f"sft.train.{k}={v}" for k, v in train.items())]
 
 
 def launch(nproc: int, script: str | Path, args: list[str], cpu: bool = True) -> subprocess.Popen:
@@ -179,8 +179,8 @@ def test_zero3_on_gpus_train_checkpoint_resume_and_save(tiny_model_dir, sft_data
 def test_hydra_multirun_through_the_submitit_launcher(tiny_model_dir, sft_data, tmp_path):
     """Two sweep points of the SFT stage, each a submitit job on this machine (hydra/launcher=local)."""
     args = [a for a in stage_args(tiny_model_dir, sft_data, tmp_path / "x", recipe(max_steps=2, checkpoint_every=0))
-            if not a.startswith(("out_dir=", "train.lr="))]
-    sweep = ["--multirun", "hydra/launcher=local", "out_dir=${run_dir}/lr${train.lr}", "train.lr=1e-3,2e-3"]
+            if not a.startswith(("out_dir=", "sft.train.lr="))]
+    sweep = ["--multirun", "hydra/launcher=local", "out_dir=${run_dir}/lr${sft.train.lr}", "sft.train.lr=1e-3,2e-3"]
     output = finish(launch(0, STAGE, [*sweep, *args]))
     assert "Submitit 'local' sweep output dir" in output
     for lr in ("0.001", "0.002"):

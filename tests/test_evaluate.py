@@ -2,12 +2,16 @@ import json
 
 import pytest
 
-import mucode.evaluate as ev
-from mucode.evaluate import EvaluateConfig, SolveConfig, evaluate, pass_at_k_by_turn, solve
+import mucode.stages.evaluate as ev
+import mucode.stages.solve as sv
 from mucode.generation import SamplingConfig
 from mucode.records import Problem, write_records
 from mucode.sandbox import Sandbox, SandboxConfig
-from mucode.search import Candidate, SearchConfig, SearchState, Selector
+from mucode.search import Candidate, EvalRecipe, SearchConfig, SearchState, Selector, pass_at_k_by_turn
+from mucode.stages.evaluate import EvaluateConfig
+from mucode.stages.evaluate import run as evaluate
+from mucode.stages.solve import SolveConfig
+from mucode.stages.solve import run as solve
 from mucode.tasks import EmbeddedConfig, TaskConfig, load_problems
 
 SEARCH = SearchConfig(searches=2, candidates=2, turns=2,
@@ -34,6 +38,7 @@ def recorded(monkeypatch):
 
     run_batch = Sandbox.run_batch
     monkeypatch.setattr(ev, "open_backend", recording_backend)
+    monkeypatch.setattr(sv, "open_backend", recording_backend)
     monkeypatch.setattr(Sandbox, "run_batch", lambda self, jobs, **k: seen["jobs"].extend(jobs) or run_batch(self, jobs, **k))
     return seen
 
@@ -49,7 +54,8 @@ def _check_no_private_test_in_prompts(prompts, problems):
 def test_evaluate_writes_the_manifest_shape_and_skips_when_complete(tmp_path, tiny_model_dir, problems, recorded):
     write_records(problems, tmp_path / "problems" / "test", Problem)
     config = EvaluateConfig(run_dir=str(tmp_path), name="iter1", generator=str(tiny_model_dir),
-                            verifier=str(tiny_model_dir), search=SEARCH, sandbox=SANDBOX, candidates_sweep=[1])
+                            verifier=str(tiny_model_dir), eval=EvalRecipe(search=SEARCH, candidates_sweep=[1]),
+                            sandbox=SANDBOX)
     metrics = evaluate(config)
     out = tmp_path / "eval" / "iter1"
     manifest = json.loads((out / "manifest.json").read_text())
@@ -73,6 +79,26 @@ def test_evaluate_names_missing_inputs(tmp_path, tiny_model_dir):
         evaluate(EvaluateConfig(run_dir=str(tmp_path), generator=str(tiny_model_dir), verifier=None))
     with pytest.raises(ValueError, match="generator=PATH"):
         EvaluateConfig(name="mine")
+    write_records([Problem("p", "s", "f", [], [])], tmp_path / "problems" / "test", Problem)
+    with pytest.raises(FileNotFoundError, match="no complete verifier in this run .verifier=final."):
+        evaluate(EvaluateConfig(run_dir=str(tmp_path), generator=str(tiny_model_dir)))
+    assert not (tmp_path / "eval").exists()
+
+
+def test_evaluate_and_solve_default_to_the_runs_final_verifier(tmp_path):
+    """verifier=final: final_verifier/ when complete, else the last complete iteration's verifier."""
+    from mucode import artifacts
+
+    layout = artifacts.RunLayout(tmp_path)
+    for stage in (layout.verifier(1), layout.verifier(2)):
+        layout.model(stage).mkdir(parents=True)
+        artifacts.write_manifest(stage, {}, ["model"])
+    layout.model(layout.verifier(3)).mkdir(parents=True)  # not complete
+    assert ev.verifier_path(layout, "final") == str(layout.model(layout.verifier(2)))
+    layout.model(layout.final_verifier).mkdir(parents=True)
+    artifacts.write_manifest(layout.final_verifier, {}, ["model"])
+    assert ev.verifier_path(layout, "final") == str(layout.model(layout.final_verifier))
+    assert ev.verifier_path(layout, None) is None and ev.verifier_path(layout, "x/y") == "x/y"
 
 
 def test_pass_at_k_by_turn_hand_values():

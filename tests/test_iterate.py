@@ -12,37 +12,16 @@ import time
 from pathlib import Path
 
 import pytest
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
-from omegaconf import OmegaConf
 
 from mucode import artifacts
-from mucode.config import CONF_DIR, register
-from mucode.iterate import ExpertIterationConfig, run
+from mucode.config import compose
+from mucode.stages.expert_iteration import ExpertIterationConfig, run
 
 ROOT = Path(__file__).resolve().parents[1]
 
-# A miniature of the default: a 2-layer hidden-32 model, 200 problems, 1 iteration, a few steps per
-# stage. It learns nothing (so the verifier is BCE and the expert the learned one: no code is correct);
-# it runs every stage for real.
-MINI = [
-    "task.embedded.size=200", "model.tiny.hidden_size=32", "model.tiny.num_layers=2", "model.tiny.num_heads=2",
-    "model.tiny.intermediate_size=64", "model.tiny.vocab_size=500", "iterations=1",
-    "warmup.max_steps=4", "warmup.batch_tokens=1024", "warmup.checkpoint_every=2",
-    "rollout.problems_per_iteration=6", "rollout.samples=2", "rollout.chunk_size=2",
-    "sampling.max_new_tokens=16", "verifier.loss=bce", "relabel.mode=learned", "verifier.train.max_steps=3",
-    "verifier.train.checkpoint_every=1", "sft.train.max_steps=3", "sft.train.checkpoint_every=1",
-    "eval.limit=4", "eval.search.searches=1", "eval.search.candidates=2", "eval.search.turns=2",
-    "eval.search.sampling.max_new_tokens=16", "tracking.wandb=disabled",
-]
 
-
-def _config(run_dir: Path, extra: list[str] = ()) -> ExpertIterationConfig:
-    register()
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        return OmegaConf.to_object(compose(config_name="expert_iteration",
-                                           overrides=[f"run_dir={run_dir}", *MINI, *extra]))
+def _config(run_dir: Path, mini: list[str], extra: list[str] = ()) -> ExpertIterationConfig:
+    return compose("expert_iteration", [f"run_dir={run_dir}", *mini, *extra])
 
 
 STAGES = ["problems", "base", "warmup", "iter1/rollouts", "iter1/verifier", "iter1/relabel", "iter1/sft",
@@ -70,8 +49,8 @@ def _drop_timings(d: dict) -> dict:
 
 
 @pytest.mark.slow
-def test_main_job_runs_every_stage_writes_the_report_and_skips_when_done(tmp_path):
-    run(_config(tmp_path, ["final_rollouts=true"]))
+def test_main_job_runs_every_stage_writes_the_report_and_skips_when_done(mini_run, mini):
+    tmp_path = mini_run  # the main job with final_rollouts=true (conftest)
     for stage in [*STAGES, "iter2/rollouts", "final_verifier"]:
         assert artifacts.read_manifest(tmp_path / stage) is not None, stage
     summary = json.loads((tmp_path / "summary.json").read_text())
@@ -86,24 +65,24 @@ def test_main_job_runs_every_stage_writes_the_report_and_skips_when_done(tmp_pat
     assert (tmp_path / "report.md").is_file() and list((tmp_path).rglob("*.png"))
     before = _metrics(tmp_path)
     stamps = {s: (tmp_path / s / "manifest.json").stat().st_mtime_ns for s in STAGES}
-    run(_config(tmp_path, ["final_rollouts=true"]))  # everything complete: nothing reruns
+    run(_config(tmp_path, mini, ["final_rollouts=true"]))  # everything complete: nothing reruns
     assert {s: (tmp_path / s / "manifest.json").stat().st_mtime_ns for s in STAGES} == stamps
     assert _metrics(tmp_path) == before
 
 
-def _main_job(run_dir: Path) -> subprocess.Popen:
-    cmd = [sys.executable, str(ROOT / "pipelines" / "expert_iteration.py"), f"run_dir={run_dir}", *MINI]
+def _main_job(run_dir: Path, mini: list[str]) -> subprocess.Popen:
+    cmd = [sys.executable, str(ROOT / "pipelines" / "expert_iteration.py"), f"run_dir={run_dir}", *mini]
     return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
                             start_new_session=True)
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("kill_when", ["iter1/rollouts/shard-000-of-001/chunk-00001", "iter1/sft/checkpoints"])
-def test_killed_main_job_resumes_to_the_metrics_of_an_uninterrupted_run(tmp_path, kill_when):
+def test_killed_main_job_resumes_to_the_metrics_of_an_uninterrupted_run(tmp_path, kill_when, mini):
     whole = tmp_path / "whole"
-    assert _main_job(whole).wait(timeout=600) == 0
+    assert _main_job(whole, mini).wait(timeout=600) == 0
     cut = tmp_path / "cut"
-    proc = _main_job(cut)
+    proc = _main_job(cut, mini)
     deadline = time.monotonic() + 600
     while not (cut / kill_when).exists():
         assert proc.poll() is None, f"finished before {kill_when} appeared: {proc.stderr.read()[-500:]}"
@@ -112,6 +91,6 @@ def test_killed_main_job_resumes_to_the_metrics_of_an_uninterrupted_run(tmp_path
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     assert not (cut / "summary.json").exists()
-    rerun = _main_job(cut)
+    rerun = _main_job(cut, mini)
     assert rerun.wait(timeout=600) == 0, rerun.stderr.read()[-2000:]
     assert _metrics(cut) == _metrics(whole)

@@ -84,7 +84,14 @@ from pathlib import Path  # noqa: E402
 
 from mucode import artifacts  # noqa: E402
 from mucode.records import Problem, SFTExample, read_records, write_records  # noqa: E402
-from mucode.relabel import RelabelStageConfig, relabel_stage  # noqa: E402
+from mucode.stages.relabel import RelabelStageConfig, run  # noqa: E402
+from mucode.verifier import Scorer  # noqa: E402
+
+
+def relabel_stage(config, scorer=None) -> Path:
+    """Run the stage (`scorer`: a function of (problem text, code) pairs); its SFTExample folder."""
+    run(config, scorer=Scorer(scorer) if scorer else None)
+    return Path(config.run_dir) / "iter1" / "relabel" / "examples"
 
 
 def _layout_with_rollouts(root: Path) -> artifacts.RunLayout:
@@ -113,7 +120,7 @@ def test_stage_scores_final_codes_and_writes_examples(tmp_path):
     assert _pairs(read_records(out, SFTExample)) == _pairs(relabel(_episodes(), SCORES, config.relabel))
     manifest = artifacts.read_manifest(layout.relabel(1))
     assert manifest["metrics"]["examples"] == len(read_records(out, SFTExample)) == 5  # after dedup
-    assert relabel_stage(config, scorer=lambda pairs: 1 / 0) == out  # complete: skipped
+    assert run(config, scorer=Scorer(lambda pairs: 1 / 0)) == manifest["metrics"]  # complete: skipped
 
 
 def test_stage_without_inputs_names_the_missing_artifact(tmp_path):

@@ -1,17 +1,26 @@
+from pathlib import Path
+
 import pytest
 
 from mucode.records import Episode, read_records, write_records
-from mucode.rollouts import CollectRolloutsConfig, RolloutConfig, collect_rollouts, episode_metrics, parse_shard
 from mucode.generation import SamplingConfig
+from mucode.rollouts import RolloutRecipe, episode_metrics
+from mucode.stages.collect_rollouts import CollectRolloutsConfig, parse_shard, run
 from mucode.sandbox import SandboxConfig
 from mucode.tasks import TaskConfig, load_problems
+
+
+def collect_rollouts(config):
+    """Run the stage; the merged episodes' folder (the stage returns its metrics)."""
+    run(config)
+    return Path(config.run_dir) / "iter1" / "rollouts" / "episodes"
 
 
 def _config(run_dir, model_dir, chunk_size=2, **kw):
     return CollectRolloutsConfig(
         run_dir=str(run_dir), iteration=1, generator=str(model_dir),
-        rollout=RolloutConfig(samples=2, turns=2, chunk_size=chunk_size, problems_per_iteration=None),
-        sampling=SamplingConfig(temperature=1.0, max_new_tokens=12, batch_size=4),
+        rollout=RolloutRecipe(samples=2, turns=2, chunk_size=chunk_size, problems_per_iteration=None,
+                              sampling=SamplingConfig(temperature=1.0, max_new_tokens=12, batch_size=4)),
         sandbox=SandboxConfig(timeout_s=2.0, workers=2), **kw)
 
 
@@ -47,18 +56,18 @@ def test_shards_then_merge_equal_one_run_and_resume_skips_done_chunks(run_dir, t
     for name in ("one", "sharded"):
         shutil.copytree(run_dir / "problems", tmp_path / name / "problems")
     single = read_records(collect_rollouts(_config(tmp_path / "one", tiny_model_dir, 1)), Episode)
-    collect_rollouts(_config(tmp_path / "sharded", tiny_model_dir, 1, shard="0/2"))
+    run(_config(tmp_path / "sharded", tiny_model_dir, 1, shard="0/2"))
     with pytest.raises(FileNotFoundError, match="shard-001-of-002"):
-        collect_rollouts(_config(tmp_path / "sharded", tiny_model_dir, 1, shard="0/2", merge=True))
+        run(_config(tmp_path / "sharded", tiny_model_dir, 1, shard="0/2", merge=True))
     # a "killed" shard 1 (chunks 1 and 3): chunk 1 done, chunk 3 missing
     shard1 = _config(tmp_path / "sharded", tiny_model_dir, 1, shard="1/2")
-    collect_rollouts(shard1)
+    run(shard1)
     sdir = tmp_path / "sharded" / "iter1" / "rollouts" / "shard-001-of-002"
     (sdir / "manifest.json").unlink()
     shutil.rmtree(sdir / "episodes")
     kept = (sdir / "chunk-00001" / "dataset_info.json").stat().st_mtime_ns
     shutil.rmtree(sdir / "chunk-00003")
-    collect_rollouts(shard1)
+    run(shard1)
     assert (sdir / "chunk-00001" / "dataset_info.json").stat().st_mtime_ns == kept
     merged = read_records(collect_rollouts(_config(tmp_path / "sharded", tiny_model_dir, 1, shard="1/2", merge=True)), Episode)
     key = lambda e: (e.problem_id, e.sample)  # noqa: E731
@@ -73,4 +82,21 @@ def test_bad_shard_is_one_line(shard):
 
 def test_missing_problems_name_the_stage(tmp_path, tiny_model_dir):
     with pytest.raises(FileNotFoundError, match="problem split 'train' not found"):
-        collect_rollouts(_config(tmp_path, tiny_model_dir))
+        run(_config(tmp_path, tiny_model_dir))
+
+
+def test_config_yaml_is_written_once_by_the_process_that_completes_the_stage(run_dir, tiny_model_dir, tmp_path):
+    """Where a shard ran is not part of what the stage computed: the merged stage's config.yaml is the
+    same whether one process or a merge after shards completed it."""
+    import shutil
+
+    for name in ("one", "sharded"):
+        shutil.copytree(run_dir / "problems", tmp_path / name / "problems")
+    run(_config(tmp_path / "one", tiny_model_dir, 3))
+    for i in range(2):
+        run(_config(tmp_path / "sharded", tiny_model_dir, 3, shard=f"{i}/2"))
+    assert not (tmp_path / "sharded" / "iter1" / "rollouts" / "config.yaml").exists()
+    run(_config(tmp_path / "sharded", tiny_model_dir, 3, shard="0/2", merge=True))
+    one, sharded = ((tmp_path / n / "iter1" / "rollouts" / "config.yaml").read_text() for n in ("one", "sharded"))
+    assert one.replace(str(tmp_path / "one"), "RUN") == sharded.replace(str(tmp_path / "sharded"), "RUN")
+    assert "shard" not in one and "merge" not in one

@@ -14,7 +14,10 @@ from mucode.config import CONF_DIR, register
 from mucode.models import ModelConfig, load_generator
 from mucode.prompts import first_turn, format_code, next_turn
 from mucode.records import Problem, SFTExample, write_records
-from mucode.sft import IGNORE, TrainGeneratorConfig, Tokenized, train_generator
+from mucode.sft import IGNORE, Tokenized
+from mucode.stages import train_generator as stage
+from mucode.stages.train_generator import TrainGeneratorConfig
+from mucode.stages.warm_start import WarmStartConfig
 
 TARGET = "def fold(x):\n    return x + 3"
 
@@ -102,37 +105,46 @@ def test_warmup_examples_are_single_turn_references():
         sft.warmup_examples(problems)
 
 
-def _compose(overrides: list[str]) -> TrainGeneratorConfig:
+def _compose(overrides: list[str], name: str = "train_generator"):
     register()
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        return OmegaConf.to_object(compose(config_name="train_generator", overrides=overrides))
+        return OmegaConf.to_object(compose(config_name=name, overrides=overrides))
 
 
-def test_default_config_is_the_warm_start():
+def test_default_configs_are_the_main_jobs_recipes():
+    warm = _compose([], "warm_start")
+    assert isinstance(warm, WarmStartConfig) and warm.init == "base" and warm.out_dir is None
+    assert (warm.warmup.max_steps, warm.warmup.lr, warm.warmup.batch_tokens, warm.warmup.sort_window) == (700, 4e-3, 2048, 50)
     config = _compose([])
-    assert isinstance(config, TrainGeneratorConfig)
-    assert config.warmup and not config.inputs and config.init == "base"
-    assert config.out_dir == "runs/default/warmup"
-    assert (config.train.max_steps, config.train.lr, config.train.batch_tokens) == (700, 4e-3, 2048)
-    with pytest.raises(ValueError, match="no data"):
-        _compose(["warmup=false"])
+    assert isinstance(config, TrainGeneratorConfig) and config.iteration == 1 and config.inputs is None
+    assert (config.sft.init, config.sft.replay) == ("generator0", 1.0)
+    assert (config.sft.train.max_steps, config.sft.train.lr, config.sft.train.sort_window) == (170, 5e-4, 0)
+    with pytest.raises(ValueError, match="iteration=0 must be >= 1"):
+        _compose(["iteration=0"])
+
+
+SMALL = ["sft.train.max_steps=3", "sft.train.batch_tokens=0", "sft.train.batch_size=4", "sft.train.max_length=256",
+         "sft.train.precision=fp32", "sft.train.warmup_steps=1", "sft.train.lr=1e-2", "sft.train.log_every=1",
+         "tracking.wandb=disabled"]
 
 
 def test_stage_trains_from_init_saves_model_manifest_and_skips_when_done(tiny_model_dir, tmp_path):
     data = tmp_path / "data"
     write_records([SFTExample(f"p{i}", two_turn_example().messages, f"def fold(x):\n    return x + {i}")
                    for i in range(8)], data)
-    config = _compose([f"run_dir={tmp_path}", f"out_dir={tmp_path}/iter1/sft", f"inputs=[{data}]", "warmup=false",
-                       f"init={tiny_model_dir}", "train.max_steps=3", "train.batch_tokens=0", "train.batch_size=4",
-                       "train.max_length=256", "train.precision=fp32", "train.warmup_steps=1", "train.lr=1e-2",
-                       "train.log_every=1", "tracking.wandb=disabled"])
-    result = train_generator(config)
+    warm = tmp_path / "warmup" / "model"  # generator 0, where sft.init=generator0 starts
+    warm.parent.mkdir()
+    import shutil
+
+    shutil.copytree(tiny_model_dir, warm)
+    config = _compose([f"run_dir={tmp_path}", f"inputs=[{data}]", "sft.replay=0", *SMALL])
+    metrics = stage.run(config)
     out = tmp_path / "iter1" / "sft"
     manifest = artifacts.read_manifest(out)
-    assert manifest["outputs"] == ["model"] and manifest["metrics"]["train"]["steps"] == 3 == result.steps
-    assert set(manifest["inputs"]) == {"input0", "init"}
-    assert OmegaConf.load(out / "config.yaml").train.max_steps == 3
+    assert manifest["outputs"] == ["model"] and manifest["metrics"]["train"]["steps"] == 3 == metrics["train"]["steps"]
+    assert set(manifest["inputs"]) == {"input0", "init"} and manifest["inputs"]["init"]["path"] == str(warm)
+    assert OmegaConf.load(out / "config.yaml").sft.train.max_steps == 3
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert {r["stage"] for r in rows} == {"iter1/sft"} and len(rows) == 3
     before, _ = load_generator(ModelConfig(), str(tiny_model_dir))
@@ -140,26 +152,32 @@ def test_stage_trains_from_init_saves_model_manifest_and_skips_when_done(tiny_mo
     assert tok.chat_template and tok.eos_token == "<|end|>"
     start = dict(before.named_parameters())
     assert all(not torch.equal(p, start[n]) for n, p in after.named_parameters())
-    assert train_generator(config) == result  # complete: skipped
+    assert stage.run(config) == metrics  # complete: skipped
 
 
 def test_stage_without_its_inputs_names_them(tmp_path):
-    config = _compose([f"run_dir={tmp_path}"])
-    with pytest.raises(FileNotFoundError, match="base/model: base model not found"):
-        train_generator(config)
-    config = _compose([f"run_dir={tmp_path}", f"inputs=[{tmp_path}/nothing]", "warmup=false", f"init={tmp_path}"])
+    from mucode.stages import warm_start
+
+    with pytest.raises(FileNotFoundError, match="base/model: base model not found; run pipelines/prepare.py"):
+        warm_start.run(_compose([f"run_dir={tmp_path}"], "warm_start"))
+    with pytest.raises(FileNotFoundError, match="warmup/model: generator 0 not found; run pipelines/warm_start.py"):
+        stage.run(_compose([f"run_dir={tmp_path}"]))
+    config = _compose([f"run_dir={tmp_path}", f"inputs=[{tmp_path}/nothing]", "sft.replay=0"])
+    (tmp_path / "warmup" / "model").mkdir(parents=True)
     with pytest.raises(FileNotFoundError, match="nothing: SFT examples not found"):
-        train_generator(config)
+        stage.run(config)
+    assert not (tmp_path / "iter1").exists()  # nothing half-written
 
 
 def test_replay_mixes_a_seeded_share_of_warmup_references(tmp_path):
     data = tmp_path / "data"
     write_records([SFTExample(f"p{i}", two_turn_example().messages, TARGET) for i in range(8)], data)
-    common = [f"run_dir={tmp_path}", f"inputs=[{data}]", "task.embedded.size=200"]
-    every = sft.load_examples(_compose(common))
-    half = sft.load_examples(_compose([*common, "replay=0.5"]))
+    common = [f"run_dir={tmp_path}", "task.embedded.size=200"]
+    every = stage.load_examples(_compose([*common, "sft.replay=null"]), [str(data)])
+    half = stage.load_examples(_compose([*common, "sft.replay=0.5"]), [str(data)])
     assert len(every) == 8 + 125 and len(half) == 8 + 4  # 200 problems: 125 in the warm-up split
     assert half[:8] == every[:8] and all(ex in every[8:] for ex in half[8:])
-    assert half == sft.load_examples(_compose([*common, "replay=0.5"]))  # seeded
+    assert half == stage.load_examples(_compose([*common, "sft.replay=0.5"]), [str(data)])  # seeded
+    assert len(stage.load_examples(_compose([*common, "sft.replay=0"]), [str(data)])) == 8
     with pytest.raises(ValueError, match="replay=-1.0 must be >= 0"):
-        _compose([*common, "replay=-1"])
+        _compose([*common, "sft.replay=-1"])

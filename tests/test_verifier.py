@@ -15,10 +15,11 @@ from mucode import artifacts
 from mucode.config import CONF_DIR, register
 from mucode.models import ModelConfig, load_verifier
 from mucode.records import Episode, Problem, Turn, VerifierExample, write_records
+from mucode.stages.train_verifier import TrainVerifierConfig
+from mucode.stages.train_verifier import run as train_verifier
 from mucode.verifier import (
-    TrainVerifierConfig, VerifierLoss, bce_loss, bt_loss, collate_pairs, collate_pointwise, evaluate,
-    examples_from_episodes, load_scorer, sample_pairs, score, split_by_problem, train_verifier,
-    training_items, verifier_text,
+    VerifierLoss, VerifierRecipe, bce_loss, bt_loss, collate_pairs, collate_pointwise, examples_from_episodes,
+    load_scorer, sample_pairs, score, split_by_problem, training_items, validation_metrics, verifier_text,
 )
 
 
@@ -95,24 +96,24 @@ def test_pad_left_and_pair_batches_put_chosen_rows_first():
 def test_training_items_pair_only_mixed_problems_and_count_both_sides():
     exs = [_ex("a", "1", True), _ex("a", "2", False), _ex("b", "3", True)]
     ids = [[1] * 5, [2] * 3, [3] * 7]
-    config = TrainVerifierConfig(out_dir="x", loss="bt")
-    assert training_items(exs, ids, config) == ([(ids[0], ids[1])], [10])
-    config.loss = VerifierLoss.bce
-    assert training_items(exs, ids, config) == ([(ids[0], True), (ids[1], False), (ids[2], True)], [5, 3, 7])
+    recipe = VerifierRecipe(loss="bt")
+    assert training_items(exs, ids, recipe, seed=0) == ([(ids[0], ids[1])], [10])
+    recipe.loss = VerifierLoss.bce
+    assert training_items(exs, ids, recipe, seed=0) == ([(ids[0], True), (ids[1], False), (ids[2], True)], [5, 3, 7])
     with pytest.raises(ValueError, match="loss=bt: no training problem has both"):
-        training_items(exs[2:], ids[2:], TrainVerifierConfig(out_dir="x", loss="bt"))
+        training_items(exs[2:], ids[2:], VerifierRecipe(loss="bt"), seed=0)
 
 
-def test_evaluate_on_hand_built_scores():
+def test_validation_metrics_on_hand_built_scores():
     exs = [_ex("a", "1", True), _ex("a", "2", False), _ex("b", "3", False), _ex("b", "4", True), _ex("c", "5", False)]
     scores = {"1": 2.0, "2": -1.0, "3": 0.5, "4": -0.5, "5": -2.0}
-    m = evaluate(lambda pairs: [scores[code] for _, code in pairs], exs)
+    m = validation_metrics(lambda pairs: [scores[code] for _, code in pairs], exs)
     # positives 2.0, -0.5 vs negatives -1.0, 0.5, -2.0: 5 of 6 pairs ordered right
     assert m["auc"] == pytest.approx(5 / 6)
     assert m["accuracy"] == pytest.approx(3 / 5)  # 2.0 > 0 right, -1.0, -2.0 right; 0.5 and -0.5 wrong
     assert m["bon_selection_accuracy"] == pytest.approx(1 / 2)  # a picks "1" (right), b picks "3" (wrong)
     assert m["bon_selection_random"] == pytest.approx(1 / 2) and m["examples"] == 5 and m["positives"] == 2
-    assert 0 <= m["ece"] <= 1 and evaluate(lambda pairs: [], []) == {}
+    assert 0 <= m["ece"] <= 1 and validation_metrics(lambda pairs: [], []) == {}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -142,9 +143,10 @@ def _synthetic_run(root):
     return problems, episodes
 
 
-STAGE = ["train.max_steps=24", "train.epochs=0", "train.batch_tokens=0", "train.batch_size=8", "train.max_length=256",
-         "train.precision=fp32", "train.warmup_steps=2", "train.lr=3e-3", "train.log_every=8",
-         "tracking.wandb=disabled", "valid_fraction=0.25"]
+STAGE = ["verifier.train.max_steps=24", "verifier.train.epochs=0", "verifier.train.batch_tokens=0",
+         "verifier.train.batch_size=8", "verifier.train.max_length=256", "verifier.train.precision=fp32",
+         "verifier.train.warmup_steps=2", "verifier.train.lr=3e-3", "verifier.train.log_every=8",
+         "tracking.wandb=disabled", "verifier.valid_fraction=0.25"]
 
 
 @pytest.mark.parametrize("loss", ["bt", "bce"])
@@ -152,7 +154,7 @@ def test_stage_learns_saves_a_reloadable_verifier_and_skips_when_done(tiny_model
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     _synthetic_run(tmp_path)
-    config = _compose([f"run_dir={tmp_path}", f"init={tiny_model_dir}", f"loss={loss}", *STAGE])
+    config = _compose([f"run_dir={tmp_path}", f"init={tiny_model_dir}", f"verifier.loss={loss}", *STAGE])
     metrics = train_verifier(config)
     out = tmp_path / "iter1" / "verifier"
     manifest = artifacts.read_manifest(out)
@@ -177,21 +179,22 @@ def test_stage_learns_saves_a_reloadable_verifier_and_skips_when_done(tiny_model
 
 
 def test_stage_without_its_inputs_names_them(tiny_model_dir, tmp_path):
-    with pytest.raises(FileNotFoundError, match="warmup/model: warm-started base model not found"):
+    with pytest.raises(FileNotFoundError, match="warmup/model: generator 0 not found; run pipelines/warm_start.py"):
         train_verifier(_compose([f"run_dir={tmp_path}"]))
     with pytest.raises(FileNotFoundError, match="iter1/rollouts: no rollouts here; run pipelines/collect_rollouts.py"):
         train_verifier(_compose([f"run_dir={tmp_path}", f"init={tiny_model_dir}"]))
     _synthetic_run(tmp_path)
-    with pytest.raises(FileNotFoundError, match="nowhere: problem split not found"):
-        train_verifier(_compose([f"run_dir={tmp_path}", f"init={tiny_model_dir}", f"problems={tmp_path}/nowhere"]))
-    write_records([Problem("q", "s", "f", [], [])], tmp_path / "other", Problem)
-    with pytest.raises(ValueError, match="12 rollout problems are not there .first: p0."):
-        train_verifier(_compose([f"run_dir={tmp_path}", f"init={tiny_model_dir}", f"problems={tmp_path}/other"]))
+    with pytest.raises(FileNotFoundError, match="problems/nowhere: problem split not found"):
+        train_verifier(_compose([f"run_dir={tmp_path}", f"init={tiny_model_dir}", "split=nowhere"]))
+    write_records([Problem("q", "s", "f", [], [])], tmp_path / "problems" / "other", Problem)
+    with pytest.raises(ValueError, match="split=other: 12 rollout problems are not in .* .first: p0."):
+        train_verifier(_compose([f"run_dir={tmp_path}", f"init={tiny_model_dir}", "split=other"]))
 
 
 @pytest.mark.parametrize("override, message", [
-    ("loss=nope", "loss"), ("inputs=[]", "inputs is empty"), ("valid_fraction=1.0", "valid_fraction=1.0 must be"),
-    ("pairs_per_problem=0", "pairs_per_problem=0 must be"), ("l2=-1", "l2=-1.0 must be"),
+    ("verifier.loss=nope", "loss"), ("inputs=[]", "inputs is empty"),
+    ("verifier.valid_fraction=1.0", "valid_fraction=1.0 must be"),
+    ("verifier.pairs_per_problem=0", "pairs_per_problem=0 must be"), ("verifier.l2=-1", "l2=-1.0 must be"),
 ])
 def test_bad_values_fail_with_one_line(override, message):
     with pytest.raises(Exception, match=message):
