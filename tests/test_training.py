@@ -47,7 +47,7 @@ def run_training(model_dir: Path, out_dir: Path, config: TrainConfig, loss_fn=sf
 
 
 def small(**overrides) -> TrainConfig:
-    values = dict(lr=1e-2, max_steps=3, batch_size=4, batch_tokens=0, max_length=256, warmup_steps=1,
+    values = dict(lr=1e-2, max_steps=3, epochs=0.0, batch_size=4, batch_tokens=0, max_length=256, warmup_steps=1,
                   log_every=1, precision=Precision.fp32, checkpoint_every=0)
     return TrainConfig(**{**values, **overrides})
 
@@ -68,7 +68,7 @@ def test_lr_factor_warmup_then_each_schedule():
 def test_plan_is_deterministic_covers_every_example_once_and_respects_the_budget():
     rng = random.Random(0)
     lengths = [rng.randint(20, 160) for _ in range(3000)]
-    for window in (0, 50):  # random batches (the iteration SFT and verifier), length buckets (the default)
+    for window in (0, 50):  # random batches (the iteration SFT and verifier), length buckets (the warm start)
         config = TrainConfig(batch_tokens=1024, max_length=512, sort_window=window)
         plan = plan_batches(lengths, config, epoch=0)
         assert plan == plan_batches(lengths, config, epoch=0)
