@@ -24,20 +24,17 @@ import argparse
 import json
 import os
 import statistics
-import sys
 import time
 from dataclasses import replace
 from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from mucode.generation import SamplingConfig, TransformersBackend  # noqa: E402
-from mucode.iterate import tokenizer_corpus  # noqa: E402
-from mucode.models import ModelConfig, TinyModelConfig, build_tiny_model, build_tokenizer, load_generator  # noqa: E402
-from mucode.prompts import first_turn, next_turn, render  # noqa: E402
-from mucode.tasks import TaskConfig, load_problems  # noqa: E402
+from mucode.generation import SamplingConfig, TransformersBackend
+from mucode.models import ModelConfig, TinyModelConfig, build_tiny_model, build_tokenizer, load_generator
+from mucode.prompts import first_turn, next_turn, render
+from mucode.stages.prepare import tokenizer_corpus
+from mucode.tasks import TaskConfig, load_problems
 
 TEMPERATURE = 0.8
 

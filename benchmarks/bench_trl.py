@@ -46,19 +46,16 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
 LOG_EVERY = 10
 HELDOUT = 300  # warm-start problems after the training ones: both sides' models are scored on them
 
 
 def build(workdir: Path, problems: int) -> None:
     """The shared start: the tiny model + tokenizer, and the data of both tasks, as JSON."""
-    from mucode.iterate import tokenizer_corpus
     from mucode.models import TinyModelConfig, build_tiny_model, build_tokenizer
     from mucode.prompts import problem_text
     from mucode.sft import warmup_examples
+    from mucode.stages.prepare import tokenizer_corpus
     from mucode.tasks import TaskConfig, load_problems
 
     warm = load_problems(TaskConfig(), "warmup")
@@ -111,8 +108,8 @@ def run_mucode(task: str, workdir: Path, args) -> dict:
     from mucode.tracking import TrackingConfig, WandbMode, open_logger
     from mucode.training import TrainConfig, train
 
-    config = TrainConfig(lr=args.lr, warmup_steps=10, max_steps=args.steps, batch_size=args.batch, batch_tokens=0,
-                         max_length=1024, checkpoint_every=0, log_every=LOG_EVERY, seed=0,
+    config = TrainConfig(lr=args.lr, warmup_steps=10, max_steps=args.steps, epochs=0.0, batch_size=args.batch,
+                         batch_tokens=0, max_length=1024, checkpoint_every=0, log_every=LOG_EVERY, seed=0,
                          sort_window=args.sort_window)
     out = Path(tempfile.mkdtemp(dir=workdir))
     logger = open_logger(TrackingConfig(wandb=WandbMode.disabled), out, task)

@@ -35,8 +35,9 @@ def variants(args) -> list[tuple[str, str, list[str]]]:
     n = f"rollout.problems_per_iteration={p}"
     rollouts = {"base": [n], "2x problems": [f"rollout.problems_per_iteration={2 * p}"],
                 "2x K": [n, "rollout.samples=8"], "2x T": [n, "rollout.turns=6"]}
-    evals = {"base": [f"limit={e}"], "2x problems": [f"limit={2 * e}"], "2x N": [f"limit={e}", "search.candidates=8"],
-             "2x T": [f"limit={e}", "search.turns=6"]}
+    lim = f"eval.limit={e}"
+    evals = {"base": [lim], "2x problems": [f"eval.limit={2 * e}"], "2x N": [lim, "eval.search.candidates=8"],
+             "2x T": [lim, "eval.search.turns=6"]}
     return [("rollouts", k, v) for k, v in rollouts.items()] + [("eval", k, v) for k, v in evals.items()]
 
 
@@ -44,15 +45,15 @@ def command(stage: str, run: Path, scratch: Path, overrides: list[str], last: in
     py = sys.executable
     if stage == "rollouts":
         return [py, str(ROOT / "pipelines/collect_rollouts.py"), f"run_dir={scratch}", "iteration=2",
-                f"generator={run}/iter1/sft/model", "rollout.samples=4", "rollout.turns=3", "sampling.temperature=0.8",
-                "sampling.max_new_tokens=96", *overrides]
+                f"generator={run}/iter1/sft/model", "rollout.samples=4", "rollout.turns=3",
+                "rollout.sampling.temperature=0.8", "rollout.sampling.max_new_tokens=96", *overrides]
     verifier = run / "final_verifier" / "model"
     if not verifier.is_dir():
         verifier = run / f"iter{last}" / "verifier" / "model"
     return [py, str(ROOT / "pipelines/evaluate.py"), f"run_dir={scratch}", f"name=iter{last}",
-            f"generator={run}/iter{last}/sft/model", f"verifier={verifier}", "split=test", "search.searches=1",
-            "search.candidates=4", "search.turns=3", "search.sampling.temperature=0.8",
-            "search.sampling.max_new_tokens=96", *overrides]
+            f"generator={run}/iter{last}/sft/model", f"verifier={verifier}", "eval.split=test",
+            "eval.search.searches=1", "eval.search.candidates=4", "eval.search.turns=3",
+            "eval.search.sampling.temperature=0.8", "eval.search.sampling.max_new_tokens=96", *overrides]
 
 
 # Runs the stage in a fresh parent, so getrusage(RUSAGE_CHILDREN) sees only this stage's process tree.

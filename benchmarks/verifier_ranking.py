@@ -26,31 +26,36 @@ from pathlib import Path
 
 import torch
 
-from mucode.evaluate import open_backend
-from mucode.generation import SamplingConfig
+from mucode import recipes
+from mucode.artifacts import RunLayout
 from mucode.metrics import verifier_metrics
 from mucode.models import ModelConfig, load_generator
 from mucode.prompts import extract_code, first_turn, format_code, problem_text, render
 from mucode.records import Problem, read_records
 from mucode.sandbox import Job, Sandbox, SandboxConfig
 from mucode.search import Selector, select
+from mucode.stages.evaluate import open_backend
 from mucode.verifier import load_scorer
 
 
 def generator_path(run: Path, name: str) -> str:
-    return str(run / "warmup" / "model") if name in ("base", "iter0") else str(run / name / "sft" / "model")
+    """The run's generator `name` (base or iter0: the warm start; iterI: generator I)."""
+    i = 0 if name == "iter0" else RunLayout.generator_index(name)
+    if i is None:
+        sys.exit(f"error: {name!r} is not a run generator; use base or iterI")
+    return RunLayout(run).generator(i, ModelConfig().name_or_path)
 
 
 def sample_pool(problems: list[Problem], generator: str, samples: int) -> list[dict]:
     """`samples` executed turn-1 candidates per problem: {"pid", "code", "public", "correct"}."""
-    sampling = SamplingConfig(temperature=0.8, max_new_tokens=96)
+    sampling = recipes.sampling()  # the main job's: temperature 0.8, 96 new tokens
     backend = open_backend(ModelConfig(), generator, sampling)
     prompts = [render(backend.tokenizer, first_turn(p)) for p in problems for _ in range(samples)]
     texts = [c.text for c in backend.generate(prompts, sampling)]
     owners = [p for p in problems for _ in range(samples)]
     codes = [extract_code(t, p.entry_point) for t, p in zip(texts, owners)]
     with Sandbox(SandboxConfig()) as sandbox:
-        results = sandbox.run_batch([Job(c, p.tests, n_public=len(p.public_tests)) for c, p in zip(codes, owners)])
+        results = sandbox.run_batch([Job.for_problem(p, c) for c, p in zip(codes, owners)])
     return [{"pid": p.id, "code": c, "public": r.public_passed, "correct": r.passed}
             for p, c, r in zip(owners, codes, results)]
 
@@ -99,7 +104,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.samples % args.n:
         sys.exit(f"--samples={args.samples} must be a multiple of --n={args.n}")
-    problems = read_records(args.run / "problems" / "valid", Problem)[: args.problems]
+    problems = read_records(RunLayout(args.run).problems("valid"), Problem)[: args.problems]
     by_id = {p.id: p for p in problems}
     start = time.perf_counter()
     pool = sample_pool(problems, generator_path(args.run, args.generator), args.samples)

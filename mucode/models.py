@@ -47,7 +47,7 @@ CHAT_TEMPLATE = (
 
 
 class DType(str, Enum):
-    """Weights' dtype when loading; training may still autocast (see training.py)."""
+    """Weights' dtype when loading; training may still autocast (see mucode.training)."""
 
     auto = "auto"
     float32 = "float32"

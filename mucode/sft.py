@@ -20,7 +20,7 @@ Too long: the prompt is cut from the left (keeping a leading bos), the target ne
 target alone does not fit max_length is dropped and counted.
 
 The loss is each example's mean token cross-entropy, averaged over examples (so every state weighs
-the same whatever its target's length, and accumulation/data parallelism are exact; training.py).
+the same whatever its target's length, and accumulation/data parallelism are exact; mucode.training).
 
 The warm start trains on the task's `warmup` split, single-turn: (first_turn(problem), problem.reference).
 

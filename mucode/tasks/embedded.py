@@ -27,8 +27,8 @@ exactly one split whatever the seed; each split is filled to its exact size. Spl
 (references used for the warm-start SFT), `train` (the expert-iteration pool), `valid`, `test`.
 At the defaults (seed 0, 8000 problems, about 2 s): warmup 5000 / train 1400 / valid 640 /
 test 960, about 53% with >= 2 readings, operations 1/2/3 about 1/60/39% (the copy cap leaves few
-1-operation problems: there are only a few dozen distinct ones). Design and what a 2M-parameter
-model reached on a close variant: research/feasibility.md.
+1-operation problems: there are only a few dozen distinct ones). What the tiny model learns on it:
+README, "What the main job shows".
 
 This module assembles the suite (names, splits, the copy and overlap rules), checks it and prints its
 statistics; the operations, their readings and the rules a single drawn problem must pass are in
