@@ -1,21 +1,22 @@
-"""The fork server of :mod:`mucode.sandbox`: one fresh child per job, limits, cleanup. Stdlib only.
+"""The fork server: one fresh child per job, limits, cleanup. Runs inside the namespace.
 
-``mucode.sandbox`` starts this file as a script, usually inside a bubblewrap namespace, next to
-``_checker.py``::
+Stdlib only; bind-mounted (bubblewrap) or read in place (plain) by the launcher, never imported by
+the parent training process. ``mucode.sandbox.pool`` starts this file as a script, usually inside a
+bubblewrap namespace, with the other child modules beside it and ``protocol.py`` one folder up::
 
-    python -S -s -B _harness.py '{"memory_mb": 4096, "workdir": "/tmp", ...}'
+    python -S -s -B /run/mucode/child/forkserver.py '{"memory_mb": 4096, "workdir": "/tmp", ...}'
 
-It answers one length-prefixed JSON job on stdin with one message of *facts* on stdout: whether the
-top level loaded, each test's outcome in order, which limit was hit, how the child ended.
-``mucode.sandbox.verdict`` turns facts into a status; nothing here decides one.
+It answers one length-prefixed JSON job on stdin (``protocol``) with one message of *facts* on
+stdout: whether the top level loaded, each test's outcome in order, which limit was hit, how the
+child ended. ``mucode.sandbox.verdict`` turns facts into a status; nothing here decides one.
 
 Once, ``prepare`` sets what every child inherits (environment, work dir path, signal dispositions,
 no-new-privs, subreaper, preloaded modules, frozen garbage collector). Per job the server compiles
 the tests (cached by source) and builds the job's namespace, builtins copies and bound hooks
-(``_checker.Prepared``), then forks. The child starts a new session, points stdin at /dev/null and
+(``checker.Prepared``), then forks. The child starts a new session, points stdin at /dev/null and
 stdout/stderr at a memfd, closes every other descriptor, caps address space, CPU seconds, file size
 and (as a dropped uid) processes, drops to the server's random unprivileged uid when the server is
-root, reseeds ``random``, and hands over to ``_checker.run_tests``. The server reads the child's
+root, reseeds ``random``, and hands over to ``checker.run_tests``. The server reads the child's
 report lines as they come (so a later hang does not lose earlier results), kills the child's
 process group at the deadline, then sweeps: every process the job left behind is killed — the
 whole PID namespace under bubblewrap, every process of the job's uid when root, the process group
@@ -35,17 +36,25 @@ import resource
 import select
 import shutil
 import signal
-import struct
 import sys
 import time
 
-if __package__:
-    from mucode import _checker
-else:  # run as a script inside the sandbox, beside _checker.py
-    import _checker
+if __package__:  # imported as mucode.sandbox.child.forkserver (tests); never run so
+    from mucode.sandbox import protocol
+    from mucode.sandbox.child import checker
+    _CHILD_DIR = os.path.dirname(os.path.abspath(__file__))
+else:  # run as a script: sys.path[0] is this folder (checker.py), protocol.py is one folder up
+    _CHILD_DIR = sys.path[0]
+    sys.path.append(os.path.dirname(_CHILD_DIR))  # last: a file there never shadows a stdlib module
+    import checker
+    import protocol
 
-HEADER = struct.Struct(">I")
-MAX_MESSAGE = 1 << 30
+_OWN_PATHS = (_CHILD_DIR, os.path.dirname(_CHILD_DIR))
+# Every module loaded from those folders (this server, checker, values, rewrite, protocol), by the
+# name it was imported under: the checker never restores them, the child drops them from sys.modules.
+_HARNESS_MODULES = ("__main__", *(
+    name for name, module in sys.modules.items()
+    if os.path.dirname(getattr(module, "__file__", None) or "") in _OWN_PATHS))
 _MAX_CHANNEL_BYTES = 8 << 20
 _PR_SET_PDEATHSIG, _PR_SET_CHILD_SUBREAPER, _PR_SET_NO_NEW_PRIVS = 1, 36, 38
 _CLONE_NEWUSER, _CLONE_NEWNET = 0x10000000, 0x40000000
@@ -60,39 +69,6 @@ _MORE = ("abc array base64 binascii calendar cmath collections.abc contextlib cs
          "textwrap threading time unicodedata uuid weakref zlib").split()
 _exit = os._exit  # captured: a program may replace os._exit before the child exits
 
-
-# ---------------------------------------------------------------- framing (both sides use these)
-def send_message(fd: int, obj: dict) -> None:
-    """Write one length-prefixed JSON message to a file descriptor."""
-    data = json.dumps(obj).encode()
-    view = memoryview(HEADER.pack(len(data)) + data)
-    while view:
-        view = view[os.write(fd, view):]
-
-
-def recv_message(fd: int) -> dict | None:
-    """Read one length-prefixed JSON message; None at end of stream."""
-    head = _read_exact(fd, HEADER.size)
-    if head is None:
-        return None
-    (size,) = HEADER.unpack(head)
-    if size > MAX_MESSAGE:
-        raise ValueError(f"message of {size} bytes is over the {MAX_MESSAGE} limit")
-    body = _read_exact(fd, size)
-    if body is None:
-        return None
-    return json.loads(body)
-
-
-def _read_exact(fd: int, size: int) -> bytes | None:
-    chunks, left = [], size
-    while left:
-        chunk = os.read(fd, min(left, 1 << 20))
-        if not chunk:
-            return None
-        chunks.append(chunk)
-        left -= len(chunk)
-    return b"".join(chunks)
 
 def enter_child(cfg: dict, job: dict, out_fd: int, keep: tuple, uid: int | None) -> None:
     """In the forked child: session, descriptors, limits, privileges (the rest: ``prepare``)."""
@@ -139,7 +115,7 @@ def prepare(cfg: dict) -> bool:
                       LANG="C.UTF-8")
     signal.signal(signal.SIGXFSZ, signal.SIG_DFL)  # Python ignores it; a child must die of it
     sys.argv[:] = ["program"]
-    sys.path[:] = [p for p in sys.path if p != os.path.dirname(os.path.abspath(__file__))]
+    sys.path[:] = [p for p in sys.path if p not in _OWN_PATHS]  # programs import no harness file
     gc.collect()
     gc.freeze()  # forked children do not touch these objects' gc headers
     return network
@@ -216,7 +192,7 @@ class Server:
 
     def __init__(self, cfg: dict, uid: int | None):
         self.cfg, self.uid, self.seq = cfg, uid, 0
-        self.pristine = _checker.Pristine()  # after the preloads, before any program
+        self.pristine = checker.Pristine(_HARNESS_MODULES)  # after the preloads, before any program
         self.compiled: dict = {}  # test source -> compile_test(source); tests recur across jobs
 
     def _compile(self, tests: list[str]) -> list:
@@ -224,7 +200,7 @@ class Server:
             self.compiled.clear()
         new = [src for src in tests if src not in self.compiled]
         for src in new:
-            self.compiled[src] = _checker.compile_test(src, self.pristine)
+            self.compiled[src] = checker.compile_test(src, self.pristine)
         if new:
             gc.freeze()  # a child's collections then never walk (and copy) the cached code
         return [self.compiled[src] for src in tests]
@@ -232,8 +208,8 @@ class Server:
     def run(self, job: dict) -> dict:
         """Run one job; return its facts."""
         self.seq += 1
-        prepared = _checker.Prepared(job, self._compile(job["tests"]), self.pristine,
-                                     self.cfg["max_feedback_chars"])  # before any program runs
+        prepared = checker.Prepared(job, self._compile(job["tests"]), self.pristine,
+                                    self.cfg["max_feedback_chars"])  # before any program runs
         workdir = self.cfg["workdir"]  # one path per server: HOME and TMPDIR point at it
         _clear(workdir)
         os.mkdir(workdir, 0o700)
@@ -267,11 +243,11 @@ class Server:
         _clear(workdir)
         return facts
 
-    def _child(self, job: dict, prepared: _checker.Prepared, out_fd: int, keep: tuple) -> None:
+    def _child(self, job: dict, prepared: checker.Prepared, out_fd: int, keep: tuple) -> None:
         code = 0
         try:
             enter_child(self.cfg, job, out_fd, keep, self.uid)
-            _checker.run_tests(prepared, *keep)
+            checker.run_tests(prepared, *keep)
         except BaseException:  # noqa: BLE001 - the child must never return into the server
             code = 70
         _exit(code)
@@ -432,12 +408,12 @@ def main() -> int:
     network = prepare(cfg)
     server = Server(cfg, uid)
     error = server.selftest()
-    send_message(out, {"ready": error is None, "error": error, "uid": uid,
-                       "network_isolated": network, "pid": os.getpid()})
+    protocol.send_message(out, {"ready": error is None, "error": error, "uid": uid,
+                                "network_isolated": network, "pid": os.getpid()})
     if error is not None:
         return 1
-    while (job := recv_message(inp)) is not None:
-        send_message(out, server.run(job))
+    while (job := protocol.recv_message(inp)) is not None:
+        protocol.send_message(out, server.run(job))
     return 0
 
 
