@@ -30,7 +30,9 @@ $(BIN)/.installed: pyproject.toml $(CONSTRAINTS)
 run: setup
 	$(BIN)/python pipelines/expert_iteration.py $(ARGS)
 
+# The linter first (ruff, configured in pyproject.toml), then the suite.
 test: setup
+	$(BIN)/ruff check .
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 # Benchmarks that compare with TRL run in their own environment: mucode plus trl, which mucode itself

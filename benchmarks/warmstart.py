@@ -66,7 +66,8 @@ def main() -> None:
     with Sandbox(SandboxConfig()) as sandbox:
         passed = [r.passed for r in sandbox.run_batch(jobs)]
     print(json.dumps({
-        "steps": result.steps, "seed": args.seed, "train_seconds": round(result.seconds, 1), "stage_seconds": round(stage_s, 1),
+        "steps": result.steps, "seed": args.seed, "train_seconds": round(result.seconds, 1),
+        "stage_seconds": round(stage_s, 1),
         "prepare_seconds": round(prepare_s, 1), "precision": result.precision,
         "tokens_per_s": round(result.tokens_per_s), "padding_waste": round(result.padding_waste, 4),
         "examples_seen": result.examples, "final_loss": round(result.final_loss, 4),

@@ -15,7 +15,8 @@ from mucode.stages.train_generator import TrainGeneratorConfig, run
 @stage_main("train_generator")
 def main(config: TrainGeneratorConfig) -> None:
     train = run(config)["train"]
-    print(f"{train['steps']} steps, final loss {train['final_loss']:.4f}, {train['seconds']:.0f} s -> {train['model_dir']}")
+    print(f"{train['steps']} steps, final loss {train['final_loss']:.4f}, {train['seconds']:.0f} s "
+          f"-> {train['model_dir']}")
 
 
 if __name__ == "__main__":

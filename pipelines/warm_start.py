@@ -14,7 +14,8 @@ from mucode.stages.warm_start import WarmStartConfig, run
 @stage_main("warm_start")
 def main(config: WarmStartConfig) -> None:
     train = run(config)["train"]
-    print(f"{train['steps']} steps, final loss {train['final_loss']:.4f}, {train['seconds']:.0f} s -> {train['model_dir']}")
+    print(f"{train['steps']} steps, final loss {train['final_loss']:.4f}, {train['seconds']:.0f} s "
+          f"-> {train['model_dir']}")
 
 
 if __name__ == "__main__":

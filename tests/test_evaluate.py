@@ -39,7 +39,8 @@ def recorded(monkeypatch):
     run_batch = Sandbox.run_batch
     monkeypatch.setattr(ev, "open_backend", recording_backend)
     monkeypatch.setattr(sv, "open_backend", recording_backend)
-    monkeypatch.setattr(Sandbox, "run_batch", lambda self, jobs, **k: seen["jobs"].extend(jobs) or run_batch(self, jobs, **k))
+    monkeypatch.setattr(Sandbox, "run_batch",
+                        lambda self, jobs, **k: seen["jobs"].extend(jobs) or run_batch(self, jobs, **k))
     return seen
 
 
@@ -66,7 +67,8 @@ def test_evaluate_writes_the_manifest_shape_and_skips_when_complete(tmp_path, ti
     assert set(metrics["bon"]) == {"random", "pt", "lv", "pt+lv"}
     assert metrics["pass_at_k"]["k"] == [1, 2] and len(metrics["pass_at_k"]["by_turn"]) == 2
     assert metrics["bon_by_n"]["n"] == [1] and metrics["tokens_per_s"] > 0 and metrics["verifier"]
-    assert [json.loads(line)["id"] for line in (out / "results.jsonl").read_text().splitlines()] == [p.id for p in problems]
+    rows = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+    assert [r["id"] for r in rows] == [p.id for p in problems]
     _check_no_private_test_in_prompts(recorded["prompts"], problems)
     # turn 1: greedy 3 problems x 1; BoN 3 x 2 searches x 2 candidates, shared by the four selectors; sweep N=1: 3 x 2
     assert sum(prompt.count("<|user|>") == 1 for prompt in recorded["prompts"]) == 3 + 3 * 2 * 2 + 3 * 2

@@ -121,7 +121,8 @@ def test_top_p_keeps_the_smallest_set_holding_the_mass():
 
 
 def test_bf16_sampling_leaves_the_model_in_fp32(backend):
-    outs = backend.generate(_prompts(backend.tokenizer, 3), SamplingConfig(temperature=0.8, max_new_tokens=6, bf16=True))
+    outs = backend.generate(_prompts(backend.tokenizer, 3),
+                            SamplingConfig(temperature=0.8, max_new_tokens=6, bf16=True))
     assert all(1 <= c.n_tokens <= 6 for c in outs)
     assert next(backend.model.parameters()).dtype == torch.float32
     half = bf16_copy(backend.model)

@@ -5,7 +5,8 @@ from mucode.records import Episode, Turn
 
 
 def _turn(n: int, code: str, public: bool, private: bool) -> Turn:
-    return Turn([{"role": "user", "content": f"s{n}"}] * (2 * n - 1), code, code, "" if public else "fb", public, private)
+    state = [{"role": "user", "content": f"s{n}"}] * (2 * n - 1)
+    return Turn(state, code, code, "" if public else "fb", public, private)
 
 
 def _episodes() -> list[Episode]:

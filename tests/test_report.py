@@ -16,7 +16,8 @@ from mucode.stages.report import ReportConfig, run
 
 
 def _eval(greedy, bon, turns=3):
-    """Eval metrics shaped like the evaluate stage's (mucode.search.search_metrics): final-turn accuracy = by_turn[-1]."""
+    """Eval metrics shaped like the evaluate stage's (mucode.search.search_metrics): final-turn
+    accuracy = by_turn[-1]."""
     by_turn = lambda acc: [acc * (t + 1) / turns for t in range(turns)]  # noqa: E731
     return {"greedy": {"accuracy": greedy, "by_turn": by_turn(greedy)},
             "bon": {s: {"accuracy": a, "by_turn": by_turn(a)} for s, a in bon.items()},

@@ -69,7 +69,8 @@ def test_shards_then_merge_equal_one_run_and_resume_skips_done_chunks(run_dir, t
     shutil.rmtree(sdir / "chunk-00003")
     run(shard1)
     assert (sdir / "chunk-00001" / "dataset_info.json").stat().st_mtime_ns == kept
-    merged = read_records(collect_rollouts(_config(tmp_path / "sharded", tiny_model_dir, 1, shard="1/2", merge=True)), Episode)
+    merge = _config(tmp_path / "sharded", tiny_model_dir, 1, shard="1/2", merge=True)
+    merged = read_records(collect_rollouts(merge), Episode)
     key = lambda e: (e.problem_id, e.sample)  # noqa: E731
     assert sorted(merged, key=key) == sorted(single, key=key)
 

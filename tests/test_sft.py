@@ -23,7 +23,8 @@ TARGET = "def fold(x):\n    return x + 3"
 
 
 def two_turn_example() -> SFTExample:
-    state = [{"role": "user", "content": "Write a function fold(x) that will add 3 to x.\n\nTests:\nassert fold(1) == 4"}]
+    statement = "Write a function fold(x) that will add 3 to x.\n\nTests:\nassert fold(1) == 4"
+    state = [{"role": "user", "content": statement}]
     state = next_turn(state, "def fold(x):\n    return x", "Failed: assert fold(1) == 4\nfold(1) returned 1")
     return SFTExample("p0", state, TARGET)
 
@@ -115,7 +116,8 @@ def _compose(overrides: list[str], name: str = "train_generator"):
 def test_default_configs_are_the_main_jobs_recipes():
     warm = _compose([], "warm_start")
     assert isinstance(warm, WarmStartConfig) and warm.init == "base" and warm.out_dir is None
-    assert (warm.warmup.max_steps, warm.warmup.lr, warm.warmup.batch_tokens, warm.warmup.sort_window) == (700, 4e-3, 2048, 50)
+    recipe = warm.warmup
+    assert (recipe.max_steps, recipe.lr, recipe.batch_tokens, recipe.sort_window) == (700, 4e-3, 2048, 50)
     config = _compose([])
     assert isinstance(config, TrainGeneratorConfig) and config.iteration == 1 and config.inputs is None
     assert (config.sft.init, config.sft.replay) == ("generator0", 1.0)

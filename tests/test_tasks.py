@@ -316,7 +316,8 @@ def test_humaneval_example_extraction():
     assert humaneval.example_tests(prompt, "f") == [
         "assert f(1, 2) == 3", "assert f(0, 0) == 0", "assert f(2, 2) == 4", "assert f(3, 3) == 6",
         "assert f(4, 4) == 8", "assert f(5, 5) == 10", "assert f(9, 9) == True"]
-    test = "def check(candidate):\n    assert True\n    assert candidate(1, 2) == 3, 'msg'\n    assert abs(candidate(0, 1) - 1) < 1e-6\n"
+    test = ("def check(candidate):\n    assert True\n    assert candidate(1, 2) == 3, 'msg'\n"
+            "    assert abs(candidate(0, 1) - 1) < 1e-6\n")
     assert humaneval.official_tests(test, "f") == ["assert f(1, 2) == 3"]
 
 
@@ -379,7 +380,8 @@ def test_jsonl_bad_input(tmp_path):
 
 
 def test_task_config_validation():
-    with pytest.raises(ValueError, match="task.name: unknown task 'nope'; choose one of embedded, mbpp, humaneval, jsonl"):
+    message = "task.name: unknown task 'nope'; choose one of embedded, mbpp, humaneval, jsonl"
+    with pytest.raises(ValueError, match=message):
         TaskConfig(name="nope")  # type: ignore[arg-type]
     assert TaskConfig(name="mbpp").name is TaskName.mbpp  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="task.limit"):

@@ -59,7 +59,8 @@ def test_sample_pairs_all_when_few_and_capped_when_many():
 def test_examples_from_episodes_labels_every_turn_and_dedups():
     problems = {"p": Problem("p", "Write f.", "f", ["assert f(1) == 2"], ["assert f(2) == 3"])}
     turns = [Turn([], "", "bad", "fb", False, False), Turn([], "", "good", "", True, True)]
-    eps = [Episode("p", 0, 0, turns), Episode("p", 1, 1, turns[1:]), Episode("p", 2, 1, [Turn([], "", "pub", "", True, False)])]
+    public_only = Turn([], "", "pub", "", True, False)
+    eps = [Episode("p", 0, 0, turns), Episode("p", 1, 1, turns[1:]), Episode("p", 2, 1, [public_only])]
     exs = examples_from_episodes(eps, problems)
     assert [(e.code, e.label, e.iteration) for e in exs] == [("bad", False, 0), ("good", True, 0), ("pub", False, 1)]
     assert exs[0].prompt.startswith("Write f.") and "assert f(1) == 2" in exs[0].prompt and "f(2)" not in exs[0].prompt
@@ -129,8 +130,8 @@ def _compose(overrides: list[str]) -> TrainVerifierConfig:
 
 def _synthetic_run(root):
     """12 problems; every problem has episodes with correct codes (+) and wrong ones (-)."""
-    problems = [Problem(f"p{i}", f"Write f(x) that adds {i}.", "f", [f"assert f(0) == {i}"], [f"assert f(1) == {i + 1}"])
-                for i in range(12)]
+    problems = [Problem(f"p{i}", f"Write f(x) that adds {i}.", "f", [f"assert f(0) == {i}"],
+                        [f"assert f(1) == {i + 1}"]) for i in range(12)]
     episodes = []
     for i, p in enumerate(problems):
         for k in range(3):

@@ -129,7 +129,8 @@ def hub_rows() -> list[tuple[str, dict[str, Any]]]:
 
     hint = "download the original release and pass task.path=/path/to/mbpp.jsonl"
     if datasets.config.HF_HUB_OFFLINE:
-        raise ConnectionError(f"MBPP: task.path is null and the Hub is off (HF_DATASETS_OFFLINE/HF_HUB_OFFLINE); {hint}")
+        raise ConnectionError("MBPP: task.path is null and the Hub is off (HF_DATASETS_OFFLINE/HF_HUB_OFFLINE); "
+                              + hint)
     try:
         splits = datasets.load_dataset(HUB_ID, "full")
     except Exception as e:  # offline, proxy, renamed repo: all end the same way for the user
