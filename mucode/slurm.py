@@ -30,6 +30,7 @@ from mucode import artifacts
 from mucode.config import USER_ERRORS, check_overrides, compose
 
 TRAINING = ("warm_start", "train_verifier", "train_generator")
+SBATCH_OPTIONS = ("--sbatch", "--train-sbatch", "--rollout-sbatch", "--eval-sbatch")
 SAFE = re.compile(r"[A-Za-z_/.~][\w./@:+~-]*")
 KEYWORDS = {"null", "true", "false", "inf", "nan", "none"}
 
@@ -169,10 +170,18 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+def _glued(argv: list[str]) -> list[str]:
+    """`--train-sbatch --gpus=1` as `--train-sbatch=--gpus=1`: argparse would read the value as an option."""
+    out, rest = [], iter(argv)
+    for arg in rest:
+        out.append(f"{arg}={next(rest, '')}" if arg in SBATCH_OPTIONS else arg)
+    return out
+
+
 def main(argv: list[str] | None = None) -> None:
     from mucode.config import STAGES
 
-    args = parser().parse_args(argv)
+    args = parser().parse_args(_glued(sys.argv[1:] if argv is None else argv))
     if args.shards < 1 or args.nodes < 1:
         parser().error("--shards and --nodes take a number >= 1")
     unknown = set(filter(None, args.stages.split(","))) - set(STAGES)

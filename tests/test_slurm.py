@@ -111,7 +111,7 @@ def _dry_run(*args: str) -> tuple[list[str], dict[str, str], dict[str, str]]:
 def test_dry_run_submits_the_main_jobs_plan_with_its_dependencies(tmp_path):
     overrides = [f"run_dir={tmp_path}", "iterations=2", "final_rollouts=true", "rollout.samples=2"]
     names, ids, commands = _dry_run("--shards", "8", "--nodes", "2", "--train-sbatch", "--gpus-per-node=8",
-                                    *overrides)
+                                    *overrides)  # an sbatch option as the value: not read as the submitter's
     steps = plan(compose("expert_iteration", overrides))
     expected = [n for step in steps for n in ([f"{step.name}/shards"] if step.stage == "collect_rollouts" else [])
                 + [step.name]]
@@ -149,7 +149,9 @@ def test_dry_run_skips_complete_steps_and_filters_stages(tmp_path):
                                     "--after", "77")
     assert names == ["warmup", "iter1/rollouts/shards", "iter1/rollouts", "iter2/rollouts/shards", "iter2/rollouts"]
     assert "--dependency=afterok:77 " in commands["warmup"]  # prepare is complete: nothing waits for it
-    assert f"afterok:{ids['iter1/rollouts']} " in commands["iter2/rollouts/shards"]
+    assert f"--dependency=afterok:{ids['warmup']} " in commands["iter1/rollouts/shards"]
+    # generator 1 (iter1/sft) is left out by --stages: its rollouts wait for --after only
+    assert "--dependency=afterok:77 " in commands["iter2/rollouts/shards"]
 
 
 @pytest.mark.parametrize("argv, message", [
@@ -291,7 +293,7 @@ def test_usr1_requeues_the_job_and_training_resumes_from_its_checkpoint(chain):
 def test_a_failed_stage_cancels_the_jobs_that_wait_for_it(cluster, tmp_path, mini):
     """A chat template that does not parse fails the warm start at run time (the submitter cannot know)."""
     ids = submit_chain(tmp_path / "run", "--stages", "prepare,warm_start,collect_rollouts", *mini,
-                       "model.chat_template={{ broken")
+                       "model.chat_template='{{ broken'")
     wait(list(ids.values()))
     assert_completed(ids["prepare"])
     (warmup,) = jobs(ids["warmup"])

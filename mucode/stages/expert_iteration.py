@@ -111,12 +111,16 @@ class Step:
     name: str
     """The step's folder under run_dir ("warmup", "iter1/rollouts", "eval/base"), or its stage name."""
     stage: str
+    """The stage that runs it (config.STAGES)."""
     config: Any
+    """The stage's config, as the main job passes it (the Slurm submitter turns it into overrides)."""
     needs: list[str]
+    """Names of the steps whose outputs it reads: it runs after them."""
 
 
 def plan(config: ExpertIterationConfig) -> list[Step]:
-    """Every stage of the main job in order, with its config and the steps it needs (pure)."""
+    """Every stage of the main job in order, with its config and the steps it needs (pure: it reads
+    nothing but the task's split names, which for task=jsonl come from its folder)."""
     c, layout = config, artifacts.RunLayout(config.run_dir)
     tracking = dataclasses.replace(c.tracking, group=c.tracking.group or Path(c.run_dir).name)
     split = "train" if "train" in split_names(c.task) else "test"
