@@ -274,11 +274,11 @@ def test_usr1_requeues_the_job_and_training_resumes_from_its_checkpoint(chain):
     run_dir, _ = chain
     out, logs = run_dir / "requeue", run_dir / "slurm"
     job = sbatch(f"--output={logs}/requeue-%j.out", "slurm/train_generator.sbatch", f"run_dir={run_dir}",
-                 f"out_dir={out}", "sft.train.max_steps=24", "sft.train.checkpoint_every=2", *TRAIN)
+                 f"out_dir={out}", "sft.train.max_steps=200", "sft.train.checkpoint_every=2", *TRAIN)
     deadline = time.monotonic() + JOB_TIMEOUT
     while not (out / "checkpoints" / "step-2" / "trainer_state.json").is_file():
         assert time.monotonic() < deadline and sh("squeue", "-h", "-j", job).stdout.strip(), tail_logs(logs)
-        time.sleep(0.2)
+        time.sleep(0.05)  # a tiny model: steps take milliseconds
     sh("scancel", "--signal=USR1", "--batch", job)
     wait([job], logs)
     (info,) = assert_completed(job, logs)
@@ -286,7 +286,7 @@ def test_usr1_requeues_the_job_and_training_resumes_from_its_checkpoint(chain):
     log = (logs / f"requeue-{job}.out").read_text()  # --open-mode=append: both runs
     assert "USR1" in log and f"job {job} restart 1" in log and "resuming from" in log
     result = json.loads((out / "train_result.json").read_text())
-    assert result["steps"] == 24 and result["resumed_from"] >= 2
+    assert result["steps"] == 200 and result["resumed_from"] >= 2
 
 
 @pytest.mark.slurm
