@@ -149,8 +149,10 @@ def content_hash(path: str | Path) -> str:
 
 
 def write_manifest(stage_dir: str | Path, inputs: dict[str, str | Path], outputs: list[str],
-                   metrics: dict[str, Any] | None = None, seconds: float | None = None) -> Path:
-    """Mark a stage complete: hashes of its inputs, its outputs, metrics and wall time."""
+                   metrics: dict[str, Any] | None = None, seconds: float | None = None,
+                   config: dict[str, Any] | None = None) -> Path:
+    """Mark a stage complete: hashes of its inputs, its outputs, metrics, wall time and the resolved
+    config it ran with (what a rerun is checked against)."""
     stage_dir = Path(stage_dir)
     for name in outputs:
         if not (stage_dir / name).exists():
@@ -162,6 +164,7 @@ def write_manifest(stage_dir: str | Path, inputs: dict[str, str | Path], outputs
         "metrics": metrics or {},
         "seconds": seconds,
         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        **({"config": config} if config is not None else {}),
     }
     return atomic_write_json(stage_dir / MANIFEST, manifest)
 
@@ -185,27 +188,63 @@ class StageOutput:
     metrics: dict[str, Any]
 
 
+# Config fields that do not change what a stage computes: a complete stage is not rerun for them.
+UNCHECKED = ("tracking", "log_every", "checkpoint_every", "keep_checkpoints", "workers", "verifier_batch_size")
+
+
 def run_stage(out_dir: str | Path, config: Any, body: Callable[[], StageOutput], main_process: bool = True,
               exclude: tuple[str, ...] = ()) -> dict[str, Any]:
     """The skeleton every stage shares: skip when complete, time, run, write config.yaml and the manifest.
 
     Returns the stage's metrics as its manifest holds them (an undefined metric, NaN, as None), so a
-    run and a rerun that skips return the same. Other ranks of a distributed stage run `body` but
-    write nothing. config.yaml is written once the body succeeded (a stage whose inputs are missing
-    leaves no folder behind), right before the manifest. `exclude`: config fields left out of
-    config.yaml (where the process runs, not what the stage computes, e.g. a rollout shard).
+    run and a rerun that skips return the same. A complete stage is skipped only if it would compute
+    the same thing: its config (but for the UNCHECKED fields) and the contents of its inputs must be
+    those its manifest records, else it stops with one line saying what changed (check_unchanged).
+    Other ranks of a distributed stage run `body` but write nothing. config.yaml is written once the
+    body succeeded (a stage whose inputs are missing leaves no folder behind), right before the
+    manifest. `exclude`: config fields left out of config.yaml (where the process runs, not what the
+    stage computes, e.g. a rollout shard).
     """
     out_dir = Path(out_dir)
     if (manifest := read_manifest(out_dir)) is not None:
+        check_unchanged(out_dir, manifest, write_config(out_dir, config, main_process=False, exclude=exclude))
         log.info("%s complete; skipping", out_dir)
         return manifest["metrics"]
     start = time.perf_counter()
     done = body()
     if not main_process:
         return done.metrics
-    write_config(out_dir, config, exclude=exclude)
-    write_manifest(out_dir, done.inputs, done.outputs, done.metrics, time.perf_counter() - start)
+    settings = write_config(out_dir, config, exclude=exclude)
+    write_manifest(out_dir, done.inputs, done.outputs, done.metrics, time.perf_counter() - start, settings)
     return read_manifest(out_dir)["metrics"]
+
+
+def check_unchanged(out_dir: Path, manifest: dict, config: dict[str, Any]) -> None:
+    """Fail with one line if a complete stage would now run with another config or other inputs.
+
+    Manifests written before configs were recorded are not checked against a config.
+    """
+    changed = []
+    if "config" in manifest:
+        old, new = _leaves(manifest["config"]), _leaves(config)
+        changed = [f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in dict.fromkeys([*old, *new])
+                   if old.get(k) != new.get(k) and not any(part in UNCHECKED for part in k.split("."))]
+    for name, recorded in manifest["inputs"].items():
+        path = Path(recorded["path"])
+        now = content_hash(path) if path.exists() and any(path.iterdir() if path.is_dir() else [path]) else None
+        if now != recorded["hash"]:
+            changed.append(f"input {name} ({path}) {'changed' if now else 'is gone'}")
+    if changed:
+        raise ValueError(f"{out_dir}: complete, but it would now run with {'; '.join(changed[:4])}"
+                         f"{' and more' if len(changed) > 4 else ''}; to recompute it delete the folder (and those "
+                         "of the stages after it), or use another run_dir")
+
+
+def _leaves(node: Any, prefix: str = "") -> dict[str, Any]:
+    """Dotted key -> value of a plain config (lists are values)."""
+    if isinstance(node, dict):
+        return {k: v for key, child in node.items() for k, v in _leaves(child, f"{prefix}{key}.").items()}
+    return {prefix[:-1]: node}
 
 
 def require(path: str | Path, what: str, produced_by: str) -> Path:

@@ -98,6 +98,8 @@ def stage_main(config_name: str) -> Callable[[Callable[[Any], Any]], Callable[[]
         def hydra_main(cfg: DictConfig) -> None:
             try:
                 config = OmegaConf.to_object(cfg)
+                if config_name == "expert_iteration" and (folder := sweep_folder(sys.argv[1:])):
+                    config.run_dir = str(Path(config.run_dir) / folder)
                 fn(config)
             except USER_ERRORS as e:
                 logging.getLogger(fn.__module__).debug("user error", exc_info=True)
@@ -110,6 +112,23 @@ def stage_main(config_name: str) -> Callable[[Callable[[Any], Any]], Callable[[]
         return main
 
     return wrap
+
+
+def sweep_folder(argv: list[str]) -> str | None:
+    """In a --multirun sweep, this job's own subfolder of run_dir, named by the swept values
+    ("seed=1", "seed=1,verifier.loss=bce"), so that the jobs of a sweep of the main job never share a
+    run; None outside a sweep, or when only run_dir is swept."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.types import RunMode
+
+    hydra = HydraConfig.get()
+    if hydra.mode is not RunMode.MULTIRUN:
+        return None
+    given = [a for a in argv if "=" in a and not a.startswith(("-", "hydra.", "hydra/", "+hydra", "~hydra"))]
+    swept = {o.key_or_group for o in OverridesParser.create().parse_overrides(given) if o.is_sweep_override()}
+    mine = [o for o in hydra.overrides.task if o.split("=", 1)[0] in swept - {"run_dir"}]
+    return ",".join(mine).replace("/", "_") or None
 
 
 def check_overrides(config_name: str, argv: list[str]) -> Any:

@@ -82,13 +82,26 @@ def overrides(stage: str, config: Any) -> list[str]:
 
 
 def complete(layout: artifacts.RunLayout, step: Any) -> bool:
-    """The step's stage folder(s) say it is done (the report is always rerun: it is cheap)."""
+    """The step's stage folder(s) say it is done, with the config it would run with now (else one line
+    saying what changed, as the stage itself would stop); the report is always rerun: it is cheap."""
+    from mucode.stages.collect_rollouts import PLACEMENT
+
     if step.stage == "report":
         return False
-    folders = [layout.problems()] if step.stage == "prepare" else [layout.root / step.name]
-    if step.stage == "prepare" and step.config.model.name_or_path == "tiny":
-        folders.append(layout.base)
-    return all(artifacts.read_manifest(f) is not None for f in folders)
+    if step.stage == "prepare":
+        folders = [(layout.problems(), ("model",))]
+        if step.config.model.name_or_path == "tiny":
+            folders.append((layout.base, ()))
+    else:
+        folders = [(layout.root / step.name, PLACEMENT if step.stage == "collect_rollouts" else ())]
+    done = True
+    for folder, exclude in folders:
+        if (manifest := artifacts.read_manifest(folder)) is None:
+            done = False
+            continue
+        config = artifacts.write_config(folder, step.config, main_process=False, exclude=exclude)
+        artifacts.check_unchanged(folder, manifest, config)
+    return done
 
 
 class Submitter:

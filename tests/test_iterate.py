@@ -94,3 +94,16 @@ def test_killed_main_job_resumes_to_the_metrics_of_an_uninterrupted_run(tmp_path
     rerun = _main_job(cut, mini)
     assert rerun.wait(timeout=600) == 0, rerun.stderr.read()[-2000:]
     assert _metrics(cut) == _metrics(whole)
+
+
+@pytest.mark.slow
+def test_a_sweep_of_the_main_job_gives_each_job_its_own_run_folder(tmp_path, mini):
+    cmd = [sys.executable, str(ROOT / "pipelines" / "expert_iteration.py"), "--multirun", f"run_dir={tmp_path}",
+           *mini, "iterations=0", "eval.limit=2", "seed=0,1"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    for seed in (0, 1):
+        config = artifacts.read_manifest(tmp_path / f"seed={seed}" / "eval" / "base")
+        assert config is not None and config["config"]["run_dir"] == str(tmp_path / f"seed={seed}")
+        assert (tmp_path / f"seed={seed}" / "summary.json").is_file()
+    assert not (tmp_path / "warmup").exists()

@@ -152,6 +152,14 @@ def test_dry_run_skips_complete_steps_and_filters_stages(tmp_path):
     assert f"--dependency=afterok:{ids['warmup']} " in commands["iter1/rollouts/shards"]
     # generator 1 (iter1/sft) is left out by --stages: its rollouts wait for --after only
     assert "--dependency=afterok:77 " in commands["iter2/rollouts/shards"]
+    # a complete step that would now run with another config stops the submission, as the stage would
+    manifest = artifacts.read_manifest(layout.problems())
+    manifest["config"] = {"run_dir": str(tmp_path), "task": {"name": "mbpp"}}
+    artifacts.atomic_write_json(layout.problems() / "manifest.json", manifest)
+    out = subprocess.run([sys.executable, "-m", "mucode.slurm", "--dry-run", f"run_dir={tmp_path}"],
+                         capture_output=True, text=True, cwd=ROOT)
+    assert out.returncode == 2 and not out.stdout, out.stderr
+    assert "problems: complete, but it would now run with task.name: 'mbpp' -> 'embedded'" in out.stderr
 
 
 @pytest.mark.parametrize("argv, message", [

@@ -76,7 +76,9 @@ def build_base(config: PrepareConfig) -> artifacts.StageOutput:
 def run(config: PrepareConfig) -> dict[str, Any]:
     """Write the problems and (tiny default) the base; returns {"problems": metrics, "base": metrics}."""
     layout = artifacts.RunLayout(config.run_dir)
-    out = {"problems": artifacts.run_stage(layout.problems(), config, lambda: write_problems(config))}
+    # the problems do not depend on the model: its fields are left out of their config.yaml and checks
+    out = {"problems": artifacts.run_stage(layout.problems(), config, lambda: write_problems(config),
+                                           exclude=("model",))}
     if config.model.name_or_path == TINY:
         out["base"] = artifacts.run_stage(layout.base, config, lambda: build_base(config))
     return out
