@@ -178,8 +178,17 @@ def end_of_turn(tok, where: str | Path) -> int:
     return tok.eos_token_id
 
 
-def load_generator(config: ModelConfig, path: str | None = None):
-    """(model, tokenizer) for generation/SFT from `path` (a saved folder) or the config's base."""
+def inference_device() -> torch.device:
+    """Where sampling and scoring run: the process's GPU when there is one (torchrun's LOCAL_RANK picks
+    it), else the CPU. Training places models itself (accelerate)."""
+    if not torch.cuda.is_available():
+        return torch.device("cpu")
+    return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)) % torch.cuda.device_count())
+
+
+def load_generator(config: ModelConfig, path: str | None = None, device: torch.device | str = "cpu"):
+    """(model, tokenizer) for generation/SFT from `path` (a saved folder) or the config's base, the
+    model on `device` (inference_device() for sampling; training keeps the CPU and lets accelerate place it)."""
     from transformers import AutoModelForCausalLM
 
     path = path or resolve_path(config)
@@ -188,7 +197,7 @@ def load_generator(config: ModelConfig, path: str | None = None):
     model = AutoModelForCausalLM.from_pretrained(path, dtype=_torch_dtype(config.dtype))
     if model.config.pad_token_id is None:
         model.config.pad_token_id = tok.pad_token_id
-    return model, tok
+    return model.to(device), tok
 
 
 def load_verifier(path: str, config: ModelConfig | None = None):

@@ -42,7 +42,7 @@ import torch.nn.functional as F
 
 from mucode import artifacts
 from mucode.metrics import verifier_metrics
-from mucode.models import ModelConfig, load_verifier
+from mucode.models import ModelConfig, inference_device, load_verifier
 from mucode.prompts import format_code, problem_text
 from mucode.records import Episode, Message, Problem, VerifierExample
 from mucode.training import TrainConfig
@@ -286,6 +286,5 @@ def load_scorer(path: str | Path, model_config: ModelConfig, batch_size: int = 6
     chat template if the tokenizer lacks one."""
     path = artifacts.require(path, "verifier model", "pipelines/train_verifier.py")
     model, tokenizer = load_verifier(str(path), model_config)
-    if torch.cuda.is_available():
-        model.to("cuda")
+    model.to(inference_device())
     return Scorer(functools.partial(score, model, tokenizer, batch_size=batch_size, max_length=max_length))

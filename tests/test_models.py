@@ -92,3 +92,36 @@ def test_smollm2_offline_loads_and_generates():
     ids = tok(prompt, return_tensors="pt", add_special_tokens=False)
     out = model.generate(**ids, max_new_tokens=16, do_sample=False, pad_token_id=tok.pad_token_id)
     assert len(tok.decode(out[0, ids["input_ids"].shape[1]:]).strip()) > 0
+
+
+def test_inference_device_is_the_local_ranks_gpu_when_there_is_one(monkeypatch):
+    import torch
+
+    from mucode.models import inference_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert inference_device() == torch.device("cpu")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.setenv("LOCAL_RANK", "3")
+    assert inference_device() == torch.device("cuda", 1)
+    monkeypatch.delenv("LOCAL_RANK")
+    assert inference_device() == torch.device("cuda", 0)
+
+
+def test_evaluation_samples_on_the_inference_device(tiny_model_dir, monkeypatch):
+    """The evaluate and solve stages load their generator through the placement helper (here the CPU);
+    test_rollouts checks the rollouts stage."""
+    import mucode.stages.evaluate as evaluate
+    from mucode.generation import SamplingConfig
+
+    placed = []
+    real = evaluate.load_generator
+
+    def spy(config, path=None, device="cpu"):
+        placed.append(device)
+        return real(config, path, device)
+
+    monkeypatch.setattr(evaluate, "load_generator", spy)
+    backend = evaluate.open_backend(ModelConfig(), str(tiny_model_dir), SamplingConfig())
+    assert placed == [evaluate.inference_device()] and backend.model.device == placed[0]

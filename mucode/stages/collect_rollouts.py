@@ -25,7 +25,7 @@ from tqdm import tqdm
 
 from mucode import artifacts, recipes
 from mucode.generation import SamplingConfig, load_backend
-from mucode.models import ModelConfig, load_generator
+from mucode.models import ModelConfig, inference_device, load_generator
 from mucode.records import Episode, Problem, read_records, write_records
 from mucode.rollouts import RolloutRecipe, episode_metrics, iteration_problems, run_episodes
 from mucode.sandbox import Sandbox, SandboxConfig
@@ -101,7 +101,7 @@ def collect_shard(config: CollectRolloutsConfig, problems: list[Problem], out: P
         config.iteration - 1, config.model.name_or_path)
     start = time.perf_counter()
     if todo:
-        model, tok = load_generator(config.model, generator)
+        model, tok = load_generator(config.model, generator, inference_device())
         backend = load_backend(model, tok, config.rollout.sampling, generator)
         with Sandbox(config.sandbox) as sandbox:
             for c in tqdm(todo, desc=f"rollouts shard {i}/{n}", unit="chunk"):

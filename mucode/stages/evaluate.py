@@ -23,11 +23,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
-import torch
-
 from mucode import artifacts, recipes
 from mucode.generation import Backend, SamplingConfig, load_backend
-from mucode.models import ModelConfig, load_generator
+from mucode.models import ModelConfig, inference_device, load_generator
 from mucode.records import Problem, read_records, write_jsonl
 from mucode.sandbox import Sandbox, SandboxConfig
 from mucode.search import EvalRecipe, search_metrics
@@ -83,8 +81,8 @@ def verifier_path(layout: artifacts.RunLayout, verifier: str | None) -> str | No
 
 def open_backend(model: ModelConfig, path: str, sampling: SamplingConfig) -> Backend:
     """A generation backend on the generator at `path` (on the GPU when there is one)."""
-    generator, tokenizer = load_generator(model, path)
-    return load_backend(generator.to("cuda" if torch.cuda.is_available() else "cpu"), tokenizer, sampling, path)
+    generator, tokenizer = load_generator(model, path, inference_device())
+    return load_backend(generator, tokenizer, sampling, path)
 
 
 def run(config: EvaluateConfig, scorer: Scorer | None = None) -> dict[str, Any]:
