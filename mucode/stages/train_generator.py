@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from mucode import artifacts, recipes
-from mucode.models import ModelConfig, load_generator
+from mucode.models import ModelConfig, load_generator, training_copy
 from mucode.records import SFTExample, read_records
 from mucode.sft import GeneratorRecipe, collate, sft_loss, tokenize_all, warmup_examples
 from mucode.stages import init_weights
@@ -86,7 +86,7 @@ def fit(config: Any, model: ModelConfig, init: str, examples: list[SFTExample], 
     """SFT of the model at `init` on `examples` into out_dir (shared by the warm start and generators 1..M)."""
     layout = artifacts.RunLayout(config.run_dir)
     main = process_state(recipe).is_main_process
-    network, tokenizer = load_generator(model, init)
+    network, tokenizer = load_generator(training_copy(model), init)
     items, dropped = tokenize_all(tokenizer, examples, recipe.max_length)
     params = artifacts.write_config(out_dir, config, main_process=False)
     with open_logger(tracking, out_dir, layout.stage_name(out_dir), params, main_process=main) as logger:

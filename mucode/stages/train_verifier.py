@@ -25,7 +25,7 @@ from typing import Any
 import torch
 
 from mucode import artifacts, recipes
-from mucode.models import ModelConfig, load_verifier
+from mucode.models import ModelConfig, load_verifier, training_copy
 from mucode.records import Episode, Problem, VerifierExample, read_records
 from mucode.stages import GENERATOR0, init_weights
 from mucode.tracking import TrackingConfig, open_logger
@@ -126,7 +126,7 @@ def _train(config: TrainVerifierConfig, layout: artifacts.RunLayout, out_dir: Pa
     train_ex, valid_ex = split_by_problem(examples, recipe.valid_fraction, config.seed)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(recipe.train.seed)  # the fresh head's initialisation
-        model, tokenizer = load_verifier(init, config.model)
+        model, tokenizer = load_verifier(init, training_copy(config.model))
     ids = tokenize(tokenizer, train_ex, recipe.train.max_length)
     items, lengths = training_items(train_ex, ids, recipe, config.seed)
     bce = recipe.loss is VerifierLoss.bce
