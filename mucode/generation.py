@@ -17,7 +17,7 @@ AVX512-BF16 or AMX), off elsewhere.
 The KV loop covers Llama-architecture models (the tiny default, SmolLM2); any other architecture is
 sampled with `model.generate` on the same batches (same options, slower).
 `vllm` (optional extra `[vllm]`, GPU): the same interface on a vLLM engine (paged attention,
-continuous batching).
+continuous batching), mucode.vllm_engine.
 
 Limits: each turn's whole prompt is prefilled again (no prefix cache across turns); sampling on
 CPU is deterministic for a fixed batch composition, not across batch sizes; with bf16, greedy
@@ -66,7 +66,9 @@ class SamplingConfig:
     backend: Engine = Engine.transformers
     """Sampling engine: transformers (always) or vllm (GPU, optional extra)."""
     seed: int = 0
-    """Base seed; each batch is seeded from it and the batch's position."""
+    """Base seed; each batch (transformers) or request (vllm) is seeded from it and its position."""
+    vllm_memory: float = 0.5
+    """vllm: share of the GPU's memory its engine may hold (the engine is released before training)."""
     bf16: Optional[bool] = None
     """Sample from a bfloat16 copy of the model; null: where bf16 is fast (bf16_is_fast)."""
 
@@ -77,6 +79,8 @@ class SamplingConfig:
             raise ValueError(f"sampling.top_p={self.top_p} must be in (0, 1]")
         if self.max_new_tokens < 1 or self.batch_size < 1:
             raise ValueError("sampling.max_new_tokens and sampling.batch_size must be >= 1")
+        if not 0 < self.vllm_memory <= 1:
+            raise ValueError(f"sampling.vllm_memory={self.vllm_memory} must be in (0, 1]")
 
 
 @dataclass
@@ -363,44 +367,12 @@ def sample_generate(model, prompts: list[list[int]], config: SamplingConfig, eos
     return out[:, width:].tolist()
 
 
-@dataclass
-class VLLMBackend:
-    """The same interface on a vLLM engine (GPU; `pip install mucode[vllm]`)."""
-
-    llm: object
-    tokenizer: object
-    stats: GenerationStats = field(default_factory=GenerationStats)
-
-    def generate(self, prompts: list[str], config: SamplingConfig,
-                 on_batch: Callable[[list[int], list[Completion]], None] | None = None) -> list[Completion]:
-        from vllm import SamplingParams
-
-        params = SamplingParams(
-            temperature=config.temperature, top_p=config.top_p, max_tokens=config.max_new_tokens,
-            stop_token_ids=[self.tokenizer.eos_token_id], seed=config.seed, skip_special_tokens=True,
-        )
-        start = time.perf_counter()
-        results = self.llm.generate(prompts, params, use_tqdm=False)
-        out = []
-        for r in results:
-            o = r.outputs[0]
-            out.append(Completion(text=o.text, n_tokens=len(o.token_ids), finished=o.finish_reason == "stop"))
-        self.stats.completions += len(out)
-        self.stats.tokens += sum(c.n_tokens for c in out)
-        self.stats.seconds += time.perf_counter() - start
-        if on_batch is not None:
-            on_batch(list(range(len(prompts))), out)
-        return out
-
-
 def load_backend(model, tokenizer, config: SamplingConfig, model_path: str | None = None) -> Backend:
-    """A backend for an already-loaded model (transformers) or a model folder (vllm)."""
+    """A backend for an already-loaded model (transformers) or a model folder (vllm, mucode.vllm_engine)."""
     if config.backend is Engine.transformers:
         return TransformersBackend(model, tokenizer)
-    try:
-        from vllm import LLM
-    except ImportError:
-        raise ModuleNotFoundError("sampling.backend=vllm needs `pip install mucode[vllm]` on a GPU machine") from None
+    from mucode.vllm_engine import VLLMBackend, engine
+
     if model_path is None:
         raise ValueError("sampling.backend=vllm needs the model folder (it loads its own copy)")
-    return VLLMBackend(LLM(model=model_path, seed=config.seed), tokenizer)
+    return VLLMBackend(engine(model_path, config), tokenizer)

@@ -28,6 +28,7 @@ from mucode.sft import GeneratorRecipe, collate, sft_loss, tokenize_all, warmup_
 from mucode.stages import init_weights
 from mucode.tasks import TaskConfig, load_problems, split_names
 from mucode.tracking import TrackingConfig, open_logger
+from mucode.vllm_engine import release_engines
 from mucode.training import TrainConfig, process_state, train
 
 log = logging.getLogger(__name__)
@@ -86,6 +87,7 @@ def fit(config: Any, model: ModelConfig, init: str, examples: list[SFTExample], 
     """SFT of the model at `init` on `examples` into out_dir (shared by the warm start and generators 1..M)."""
     layout = artifacts.RunLayout(config.run_dir)
     main = process_state(recipe).is_main_process
+    release_engines()  # a vLLM engine of this process gives its GPU memory back before training
     network, tokenizer = load_generator(training_copy(model), init)
     items, dropped = tokenize_all(tokenizer, examples, recipe.max_length)
     params = artifacts.write_config(out_dir, config, main_process=False)

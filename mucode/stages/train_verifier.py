@@ -29,6 +29,7 @@ from mucode.models import ModelConfig, load_verifier, training_copy
 from mucode.records import Episode, Problem, VerifierExample, read_records
 from mucode.stages import GENERATOR0, init_weights
 from mucode.tracking import TrackingConfig, open_logger
+from mucode.vllm_engine import release_engines
 from mucode.training import process_state, train
 from mucode.verifier import (
     VerifierLoss, VerifierRecipe, bce_step, bt_step, collate_pairs, collate_pointwise, examples_from_episodes,
@@ -124,6 +125,7 @@ def _train(config: TrainVerifierConfig, layout: artifacts.RunLayout, out_dir: Pa
     inputs = config.inputs or [str(layout.rollouts(j)) for j in range(1, config.iteration + 1)]
     examples, read = load_data(config, inputs, episodes, problems)
     train_ex, valid_ex = split_by_problem(examples, recipe.valid_fraction, config.seed)
+    release_engines()  # a vLLM engine of this process gives its GPU memory back before training
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(recipe.train.seed)  # the fresh head's initialisation
         model, tokenizer = load_verifier(init, training_copy(config.model))
