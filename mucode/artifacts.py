@@ -96,19 +96,32 @@ def atomic_write_text(path: str | Path, text: str) -> Path:
     return atomic_write_bytes(path, text.encode("utf-8"))
 
 
-def write_config(out_dir: str | Path, config: Any, main_process: bool = True, exclude: tuple[str, ...] = ()
-                 ) -> dict[str, Any]:
-    """Save a stage's resolved dataclass config as out_dir/config.yaml (main process only, without the
-    top-level fields in `exclude`) and return it as plain values (enums as strings) for the tracker."""
+def _config_node(config: Any, exclude: tuple[str, ...]):
     from omegaconf import OmegaConf
 
-    resolved = OmegaConf.structured(config)
+    node = OmegaConf.structured(config)
     if exclude:
-        resolved = OmegaConf.create({k: v for k, v in resolved.items_ex(resolve=False) if k not in exclude})
-    if main_process:
-        Path(out_dir).mkdir(parents=True, exist_ok=True)
-        atomic_write_text(Path(out_dir) / "config.yaml", OmegaConf.to_yaml(resolved))
-    return OmegaConf.to_container(resolved, enum_to_str=True)
+        node = OmegaConf.create({k: v for k, v in node.items_ex(resolve=False) if k not in exclude})
+    return node
+
+
+def config_values(config: Any, exclude: tuple[str, ...] = ()) -> dict[str, Any]:
+    """A stage's dataclass config as plain values (enums by name, as Hydra reads them back), without the
+    top-level fields in `exclude`: what config.yaml, the manifest and the tracker hold."""
+    from omegaconf import OmegaConf
+
+    return OmegaConf.to_container(_config_node(config, exclude), enum_to_str=True)
+
+
+def write_config(out_dir: str | Path, config: Any, exclude: tuple[str, ...] = ()) -> dict[str, Any]:
+    """Save a stage's resolved dataclass config as out_dir/config.yaml (without the top-level fields in
+    `exclude`) and return it as config_values does."""
+    from omegaconf import OmegaConf
+
+    node = _config_node(config, exclude)
+    Path(out_dir).mkdir(parents=True, exist_ok=True)
+    atomic_write_text(Path(out_dir) / "config.yaml", OmegaConf.to_yaml(node))
+    return OmegaConf.to_container(node, enum_to_str=True)
 
 
 def atomic_write_json(path: str | Path, obj: Any) -> Path:
@@ -207,7 +220,7 @@ def run_stage(out_dir: str | Path, config: Any, body: Callable[[], StageOutput],
     """
     out_dir = Path(out_dir)
     if (manifest := read_manifest(out_dir)) is not None:
-        check_unchanged(out_dir, manifest, write_config(out_dir, config, main_process=False, exclude=exclude))
+        check_unchanged(out_dir, manifest, config_values(config, exclude))
         log.info("%s complete; skipping", out_dir)
         return manifest["metrics"]
     start = time.perf_counter()
@@ -226,12 +239,15 @@ def check_unchanged(out_dir: Path, manifest: dict, config: dict[str, Any]) -> No
     """
     changed = []
     if "config" in manifest:
-        old, new = _leaves(manifest["config"]), _leaves(config)
+        old, new = leaves(manifest["config"]), leaves(config)
         changed = [f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in dict.fromkeys([*old, *new])
                    if old.get(k) != new.get(k) and not any(part in UNCHECKED for part in k.split("."))]
     for name, recorded in manifest["inputs"].items():
         path = Path(recorded["path"])
-        now = content_hash(path) if path.exists() and any(path.iterdir() if path.is_dir() else [path]) else None
+        try:
+            now = content_hash(path)
+        except FileNotFoundError:
+            now = None
         if now != recorded["hash"]:
             changed.append(f"input {name} ({path}) {'changed' if now else 'is gone'}")
     if changed:
@@ -240,10 +256,10 @@ def check_unchanged(out_dir: Path, manifest: dict, config: dict[str, Any]) -> No
                          "of the stages after it), or use another run_dir")
 
 
-def _leaves(node: Any, prefix: str = "") -> dict[str, Any]:
+def leaves(node: Any, prefix: str = "") -> dict[str, Any]:
     """Dotted key -> value of a plain config (lists are values)."""
     if isinstance(node, dict):
-        return {k: v for key, child in node.items() for k, v in _leaves(child, f"{prefix}{key}.").items()}
+        return {k: v for key, child in node.items() for k, v in leaves(child, f"{prefix}{key}.").items()}
     return {prefix[:-1]: node}
 
 
@@ -317,7 +333,7 @@ class RunLayout:
 
     @property
     def summary(self) -> Path:
-        """The report's summary.json (report.md and plots/ sit beside it)."""
+        """The report's summary.json (report.md and the *.png plots sit beside it)."""
         return self.root / "summary.json"
 
     @property

@@ -18,6 +18,7 @@ Prints "step<TAB>job id" lines (also appended to RUN_DIR/slurm/jobs.tsv); logs g
 from __future__ import annotations
 
 import argparse
+import functools
 import re
 import shlex
 import subprocess
@@ -35,18 +36,10 @@ SAFE = re.compile(r"[A-Za-z_/.~][\w./@:+~-]*")
 KEYWORDS = {"null", "true", "false", "inf", "nan", "none"}
 
 
-def flatten(node: Any, prefix: str = "") -> dict[str, Any]:
-    """Dotted key -> leaf value of a plain config (lists are leaves)."""
-    if isinstance(node, dict):
-        return {k: v for key, child in node.items() for k, v in flatten(child, f"{prefix}{key}.").items()}
-    return {prefix[:-1]: node}
-
-
-def plain(config: Any) -> dict[str, Any]:
-    """A dataclass config as plain values, enums by name (as Hydra reads them back)."""
-    from omegaconf import OmegaConf
-
-    return OmegaConf.to_container(OmegaConf.structured(config), enum_to_str=True)
+@functools.cache
+def _defaults(stage: str) -> dict[str, Any]:
+    """Dotted key -> value of conf/<stage>.yaml composed without overrides (once per stage)."""
+    return artifacts.leaves(artifacts.config_values(compose(stage)))
 
 
 def value_text(value: Any) -> str:
@@ -72,9 +65,9 @@ def value_text(value: Any) -> str:
 
 def overrides(stage: str, config: Any) -> list[str]:
     """The overrides of conf/<stage>.yaml that give `config`, checked to compose back to it exactly."""
-    default = flatten(plain(compose(stage)))
-    wanted = flatten(plain(config))
-    out = [f"{key}={value_text(value)}" for key, value in wanted.items() if default.get(key, object()) != value]
+    default = _defaults(stage)
+    out = [f"{key}={value_text(value)}" for key, value in artifacts.leaves(artifacts.config_values(config)).items()
+           if default.get(key, object()) != value]
     if compose(stage, out) != config:
         raise ValueError(f"stage {stage}: the overrides {out} do not give back its config; "
                          "a value cannot be written as a Hydra override")
@@ -84,14 +77,13 @@ def overrides(stage: str, config: Any) -> list[str]:
 def complete(layout: artifacts.RunLayout, step: Any) -> bool:
     """The step's stage folder(s) say it is done, with the config it would run with now (else one line
     saying what changed, as the stage itself would stop); the report is always rerun: it is cheap."""
+    from mucode.stages import prepare
     from mucode.stages.collect_rollouts import PLACEMENT
 
     if step.stage == "report":
         return False
     if step.stage == "prepare":
-        folders = [(layout.problems(), ("model",))]
-        if step.config.model.name_or_path == "tiny":
-            folders.append((layout.base, ()))
+        folders = list(prepare.folders(step.config).values())
     else:
         folders = [(layout.root / step.name, PLACEMENT if step.stage == "collect_rollouts" else ())]
     done = True
@@ -99,8 +91,7 @@ def complete(layout: artifacts.RunLayout, step: Any) -> bool:
         if (manifest := artifacts.read_manifest(folder)) is None:
             done = False
             continue
-        config = artifacts.write_config(folder, step.config, main_process=False, exclude=exclude)
-        artifacts.check_unchanged(folder, manifest, config)
+        artifacts.check_unchanged(folder, manifest, artifacts.config_values(step.config, exclude))
     return done
 
 

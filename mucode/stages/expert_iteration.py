@@ -20,7 +20,7 @@
     iter{M+1}/rollouts   with final_rollouts=true: episodes of generator M, and
     final_verifier       a verifier trained on every rollout (otherwise the final verifier is R_M)
     eval/<name>          greedy + Best-of-N (all selectors, final verifier) for base, iter1..iterM
-    report               summary.json, report.md, plots/
+    report               summary.json, report.md and the *.png plots, in run_dir
 The main job runs the plan here; mucode.slurm submits the same plan as jobs. Each stage writes
 `manifest.json` last; a complete stage is skipped, so a killed run resumes where it stopped, and with
 the same seed it ends with the same metrics as a run never interrupted.

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from mucode import artifacts
@@ -73,12 +74,18 @@ def build_base(config: PrepareConfig) -> artifacts.StageOutput:
     return artifacts.StageOutput({}, [artifacts.MODEL], {"parameters": n_params, "vocab_size": len(tokenizer)})
 
 
+def folders(config: PrepareConfig) -> dict[str, tuple[Path, tuple[str, ...]]]:
+    """The stage's folders and the config fields each leaves out: the problems do not depend on the
+    model, so its fields are not in their config.yaml nor checked on a rerun; base/ only for tiny."""
+    layout = artifacts.RunLayout(config.run_dir)
+    out = {"problems": (layout.problems(), ("model",))}
+    if config.model.name_or_path == TINY:
+        out["base"] = (layout.base, ())
+    return out
+
+
 def run(config: PrepareConfig) -> dict[str, Any]:
     """Write the problems and (tiny default) the base; returns {"problems": metrics, "base": metrics}."""
-    layout = artifacts.RunLayout(config.run_dir)
-    # the problems do not depend on the model: its fields are left out of their config.yaml and checks
-    out = {"problems": artifacts.run_stage(layout.problems(), config, lambda: write_problems(config),
-                                           exclude=("model",))}
-    if config.model.name_or_path == TINY:
-        out["base"] = artifacts.run_stage(layout.base, config, lambda: build_base(config))
-    return out
+    bodies = {"problems": write_problems, "base": build_base}
+    return {name: artifacts.run_stage(folder, config, lambda body=bodies[name]: body(config), exclude=exclude)
+            for name, (folder, exclude) in folders(config).items()}

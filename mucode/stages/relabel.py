@@ -18,10 +18,12 @@ from mucode import artifacts
 from mucode.models import ModelConfig
 from mucode.records import Episode, Problem, SFTExample, read_records, write_records
 from mucode.relabel import RelabelConfig, RelabelMode, Scores, relabel, relabel_stats
-from mucode.stages.train_generator import EXAMPLES
 from mucode.verifier import Scorer, load_scorer
 
 log = logging.getLogger(__name__)
+
+EXAMPLES = "examples"
+"""The SFTExample dataset inside the stage's folder (generator SFT reads it)."""
 
 
 @dataclass

@@ -26,15 +26,13 @@ from mucode.models import ModelConfig, load_generator, training_copy
 from mucode.records import SFTExample, read_records
 from mucode.sft import GeneratorRecipe, collate, sft_loss, tokenize_all, warmup_examples
 from mucode.stages import init_weights
+from mucode.stages.relabel import EXAMPLES
 from mucode.tasks import TaskConfig, load_problems, split_names
 from mucode.tracking import TrackingConfig, open_logger
-from mucode.vllm_engine import release_engines
 from mucode.training import TrainConfig, process_state, train
+from mucode.vllm_engine import release_engines
 
 log = logging.getLogger(__name__)
-
-EXAMPLES = "examples"  # the relabel stage's SFTExample dataset inside its folder
-
 
 @dataclass
 class TrainGeneratorConfig:
@@ -90,7 +88,7 @@ def fit(config: Any, model: ModelConfig, init: str, examples: list[SFTExample], 
     release_engines()  # a vLLM engine of this process gives its GPU memory back before training
     network, tokenizer = load_generator(training_copy(model), init)
     items, dropped = tokenize_all(tokenizer, examples, recipe.max_length)
-    params = artifacts.write_config(out_dir, config, main_process=False)
+    params = artifacts.config_values(config)
     with open_logger(tracking, out_dir, layout.stage_name(out_dir), params, main_process=main) as logger:
         result = train(network, items, [len(t.input_ids) for t in items],
                        lambda batch: collate(batch, tokenizer.pad_token_id), sft_loss, recipe, out_dir, logger,

@@ -29,12 +29,12 @@ from mucode.models import ModelConfig, load_verifier, training_copy
 from mucode.records import Episode, Problem, VerifierExample, read_records
 from mucode.stages import GENERATOR0, init_weights
 from mucode.tracking import TrackingConfig, open_logger
-from mucode.vllm_engine import release_engines
 from mucode.training import process_state, train
 from mucode.verifier import (
     VerifierLoss, VerifierRecipe, bce_step, bt_step, collate_pairs, collate_pointwise, examples_from_episodes,
     load_scorer, split_by_problem, tokenize, training_items, validation_metrics,
 )
+from mucode.vllm_engine import release_engines
 
 log = logging.getLogger(__name__)
 
@@ -134,7 +134,7 @@ def _train(config: TrainVerifierConfig, layout: artifacts.RunLayout, out_dir: Pa
     bce = recipe.loss is VerifierLoss.bce
     collate = functools.partial(collate_pointwise if bce else collate_pairs, pad_id=tokenizer.pad_token_id)
     loss_fn = bce_step if bce else functools.partial(bt_step, l2=recipe.l2)
-    params = artifacts.write_config(out_dir, config, main_process=False)
+    params = artifacts.config_values(config)
     metrics: dict[str, Any] = {"sizes": _sizes(train_ex, valid_ex, items, ids, recipe.train.max_length)}
     with open_logger(config.tracking, out_dir, layout.stage_name(out_dir), params, main_process=main) as logger:
         result = train(model, items, lengths, collate, loss_fn, recipe.train, out_dir, logger, tokenizer)
