@@ -73,7 +73,8 @@ class TrainConfig:
     seed: int = 0
     """Seed of the data order and of any randomness in the model."""
     deepspeed: str | None = None
-    """A DeepSpeed JSON config (conf/deepspeed/zero2.json, zero3.json); None = plain DDP/single process."""
+    """A DeepSpeed JSON config (conf/deepspeed/zero2.json, zero3.json; a relative path is looked up from the
+    working directory, then from the checkout: deepspeed_file); None = plain DDP/single process."""
 
     def __post_init__(self) -> None:
         self.schedule = _choice(Schedule, self.schedule, "train.schedule")
@@ -96,8 +97,19 @@ class TrainConfig:
         if min(self.warmup_steps, self.checkpoint_every, self.weight_decay, self.grad_clip, self.sort_window) < 0:
             raise ValueError("train.warmup_steps, checkpoint_every, weight_decay, grad_clip and sort_window "
                              "must be >= 0")
-        if self.deepspeed is not None and not Path(self.deepspeed).is_file():
+        if self.deepspeed is not None and not deepspeed_file(self.deepspeed).is_file():
             raise ValueError(f"train.deepspeed={self.deepspeed}: no such file (see conf/deepspeed/)")
+
+
+ROOT = Path(__file__).resolve().parents[2]
+"""The checkout (mucode runs from one, installed editable): where the shipped conf/ lives."""
+
+
+def deepspeed_file(path: str) -> Path:
+    """The DeepSpeed JSON that `path` names: as given when it is absolute or found from the working
+    directory, else relative to the checkout, so `conf/deepspeed/zero3.json` works from any directory."""
+    given = Path(path)
+    return given if given.is_absolute() or given.is_file() else ROOT / given
 
 
 def _choice(enum: type[Enum], value: Any, name: str) -> Any:
