@@ -28,13 +28,13 @@ import torch
 
 from mucode import recipes
 from mucode.artifacts import RunLayout
+from mucode.generation import open_backend
 from mucode.metrics import verifier_metrics
 from mucode.models import ModelConfig, load_generator
 from mucode.prompts import extract_code, first_turn, format_code, problem_text, render
 from mucode.records import Problem, read_records
 from mucode.sandbox import Job, Sandbox, SandboxConfig
 from mucode.search import Selector, select
-from mucode.stages.evaluate import open_backend
 from mucode.verifier import load_scorer
 
 

@@ -26,7 +26,10 @@ import time
 from collections.abc import Callable, Iterator
 from enum import Enum
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from mucode.tracking import MetricLogger
 
 log = logging.getLogger(__name__)
 
@@ -205,9 +208,9 @@ class StageOutput:
 UNCHECKED = ("tracking", "log_every", "checkpoint_every", "keep_checkpoints", "workers", "verifier_batch_size")
 
 
-def run_stage(out_dir: str | Path, config: Any, body: Callable[[], StageOutput], main_process: bool = True,
-              exclude: tuple[str, ...] = ()) -> dict[str, Any]:
-    """The skeleton every stage shares: skip when complete, time, run, write config.yaml and the manifest.
+def run_stage(out_dir: str | Path, config: Any, body: Callable[[MetricLogger], StageOutput],
+              main_process: bool = True, exclude: tuple[str, ...] = ()) -> dict[str, Any]:
+    """The skeleton every stage shares: skip when complete, time, run, log, write config.yaml and the manifest.
 
     Returns the stage's metrics as its manifest holds them (an undefined metric, NaN, as None), so a
     run and a rerun that skips return the same. A complete stage is skipped only if it would compute
@@ -217,19 +220,44 @@ def run_stage(out_dir: str | Path, config: Any, body: Callable[[], StageOutput],
     body succeeded (a stage whose inputs are missing leaves no folder behind), right before the
     manifest. `exclude`: config fields left out of config.yaml (where the process runs, not what the
     stage computes, e.g. a rollout shard).
+
+    Tracking: `body` gets the stage's logger (out_dir/metrics.jsonl + wandb, from `config.tracking`,
+    named by the folder's path in `config.run_dir`), which a training loop logs its steps with; the
+    body's metrics are then logged as the stage's final row (tracking.flat_metrics).
     """
+    from mucode.tracking import flat_metrics, open_logger  # imported here: tracking imports this module
+
     out_dir = Path(out_dir)
     if (manifest := read_manifest(out_dir)) is not None:
         check_unchanged(out_dir, manifest, config_values(config, exclude))
         log.info("%s complete; skipping", out_dir)
         return manifest["metrics"]
     start = time.perf_counter()
-    done = body()
+    stage = RunLayout(config.run_dir).stage_name(out_dir)
+    with open_logger(config.tracking, out_dir, stage, config_values(config, exclude), main_process) as logger:
+        done = body(logger)
+        if final := flat_metrics(done.metrics):
+            logger.log(final)
     if not main_process:
         return done.metrics
     settings = write_config(out_dir, config, exclude=exclude)
     write_manifest(out_dir, done.inputs, done.outputs, done.metrics, time.perf_counter() - start, settings)
     return read_manifest(out_dir)["metrics"]
+
+
+@dataclasses.dataclass
+class StageFolder:
+    """One folder of a stage that writes several (prepare: problems/ and base/; evaluate: one per task):
+    the config it is built from, the fields of it in `exclude` (left out of its config.yaml and of the
+    rerun check), and the body that computes it."""
+
+    path: Path
+    config: Any
+    exclude: tuple[str, ...]
+    body: Callable[[], StageOutput]
+
+    def run(self) -> dict[str, Any]:
+        return run_stage(self.path, self.config, lambda logger: self.body(), exclude=self.exclude)
 
 
 def check_unchanged(out_dir: Path, manifest: dict, config: dict[str, Any]) -> None:
@@ -281,7 +309,8 @@ class RunLayout:
 
     Iteration i (1..M) holds the rollouts of generator i-1, the verifier trained on all rollouts so
     far, the relabeled data and generator i. Generators are named "base" (generator 0) and "iter{i}";
-    their evaluations live in eval/<name>.
+    their evaluations on the run's own task live in eval/<name>, those on another task (eval.tasks) in
+    eval-<task>/<name>, whose problems prepare writes to problems-<task>/.
     """
 
     root: Path
@@ -289,9 +318,11 @@ class RunLayout:
     def __post_init__(self) -> None:
         object.__setattr__(self, "root", Path(self.root))
 
-    def problems(self, split: str | None = None) -> Path:
-        """The problems stage folder, or one split's Problem dataset in it."""
-        return self.root / "problems" if split is None else self.root / "problems" / split
+    def problems(self, split: str | None = None, task: str | None = None) -> Path:
+        """The problems stage folder of the run's task (task=None) or of another evaluation task, or one
+        split's Problem dataset in it."""
+        folder = self.root / ("problems" if task is None else f"problems-{task}")
+        return folder if split is None else folder / split
 
     @property
     def base(self) -> Path:
@@ -323,9 +354,17 @@ class RunLayout:
         """The verifier trained on every rollout, including generator M's (final_rollouts=true)."""
         return self.root / "final_verifier"
 
-    def eval(self, name: str) -> Path:
-        """The evaluation of generator `name` (base, iter1, ...) or of any named model."""
-        return self.root / "eval" / name
+    def eval(self, name: str, task: str | None = None) -> Path:
+        """The evaluation of generator `name` (base, iter1, ...) or of any named model, on the run's own
+        task (task=None) or on another one."""
+        return self._evals(task) / name
+
+    def _evals(self, task: str | None) -> Path:
+        return self.root / ("eval" if task is None else f"eval-{task}")
+
+    def eval_tasks(self) -> list[str]:
+        """The other tasks the run has evaluation folders for (eval-<task>/), sorted."""
+        return sorted(p.name.removeprefix("eval-") for p in self.root.glob("eval-*") if p.is_dir())
 
     @property
     def export(self) -> Path:
@@ -367,7 +406,8 @@ class RunLayout:
 
     def generator(self, i: int, base: str) -> str:
         """Generator i: 1..M are SFT outputs; 0 is the warm start when the base is the tiny model,
-        otherwise the base model itself (`base` = model.name_or_path)."""
+        otherwise the base model itself (`base` = model.name_or_path), a name that the stages resolve to
+        the folder they load with models.resolve_path ("smollm2" is the converted offline copy)."""
         if i > 0:
             return str(self.model(self.sft(i)))
         return str(self.model(self.warmup)) if base == "tiny" else base
@@ -377,9 +417,10 @@ class RunLayout:
         found = (re.fullmatch(r"iter([1-9]\d*)", p.name) for p in self.root.glob("iter*") if p.is_dir())
         return sorted(int(m.group(1)) for m in found if m)
 
-    def evaluations(self) -> list[str]:
-        """The names with an evaluation folder: generators in order (base, iter1, ...), then the rest."""
-        names = [p.name for p in (self.root / "eval").glob("*") if p.is_dir()]
+    def evaluations(self, task: str | None = None) -> list[str]:
+        """The names with an evaluation folder on the run's task (or on `task`): generators in order
+        (base, iter1, ...), then the rest."""
+        names = [p.name for p in self._evals(task).glob("*") if p.is_dir()]
 
         def order(name: str) -> tuple:
             i = self.generator_index(name)

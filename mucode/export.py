@@ -10,9 +10,10 @@ cards' metrics.
 A folder is a `save_pretrained` folder (safetensors) that loads with the Auto classes: the generator
 with AutoModelForCausalLM, its tokenizer with the chat template and a generation_config whose eos is
 the end-of-turn token; the verifier with AutoModelForSequenceClassification (num_labels=1, score at
-the last non-pad token). README.md is the model card: YAML metadata (base_model, datasets, tags,
-license, model-index from summary.json) and the body rendered from mucode/templates/<kind>_card.md
-(Jinja, huggingface_hub.ModelCard.from_template): intro, results, usage, recipe, resolved configs.
+the input's last token: its pad token is not eos). README.md is the model card: YAML metadata
+(base_model, datasets, tags, license, model-index from summary.json) and the body rendered from
+mucode/templates/<kind>_card.md (Jinja, huggingface_hub.ModelCard.from_template): intro, results,
+usage, recipe, resolved configs.
 
 Push: huggingface_hub `create_repo` + `upload_folder`, with the token from $HF_TOKEN only (never
 from a config file, never logged).

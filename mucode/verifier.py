@@ -6,7 +6,8 @@
 The verifier R(x, y) is the base LM with a fresh scalar head (AutoModelForSequenceClassification,
 num_labels=1); its input is the problem as the generator sees it at turn 1 (statement + public
 tests) and the candidate code, rendered with the chat template as a user turn and an assistant turn;
-the score is read at the last non-pad token (the assistant turn's end token). For the tiny default the
+the score is read at the input's last token, the assistant turn's eos (the pad token is never eos:
+models.set_verifier_pad), as TRL and OpenRLHF read it. For the tiny default the
 base is the warm start (generator 0): the untrained tiny model cannot read code at all. The stage
 that trains one in a run is mucode.stages.train_verifier.
 
@@ -280,11 +281,20 @@ def score(model, tokenizer, pairs: list[tuple[str, str]], batch_size: int = 64, 
     return out
 
 
-def load_scorer(path: str | Path, model_config: ModelConfig, batch_size: int = 64, max_length: int = 1024
+def load_scorer(path: str | Path, model_config: ModelConfig, batch_size: int = 64, max_length: int | None = None
                 ) -> Scorer:
     """A saved verifier as a Scorer (on the GPU when there is one); `model_config` gives the dtype and a
-    chat template if the tokenizer lacks one."""
+    chat template if the tokenizer lacks one. Inputs are cut from the left to `max_length`, by default the
+    length the verifier was trained at (its tokenizer's model_max_length, saved by the training stage)."""
     path = artifacts.require(path, "verifier model", "pipelines/train_verifier.py")
     model, tokenizer = load_verifier(str(path), model_config)
     model.to(inference_device())
+    saved = tokenizer.model_max_length
+    max_length = max_length or (saved if saved < NO_LENGTH else TRAINED_LENGTH_UNKNOWN)
     return Scorer(functools.partial(score, model, tokenizer, batch_size=batch_size, max_length=max_length))
+
+
+TRAINED_LENGTH_UNKNOWN = 1024
+"""Scoring length of a verifier whose tokenizer has no model_max_length (transformers' placeholder for
+none is a huge number, >= NO_LENGTH); a verifier not trained by mucode keeps its base model's context."""
+NO_LENGTH = 10**9

@@ -2,7 +2,7 @@
 
     python pipelines/solve.py problems=my_problems.jsonl                       # the default run's models
     python pipelines/solve.py problems=my.jsonl generator=runs/x/iter2/sft/model \
-        verifier=runs/x/final_verifier/model out=answers.jsonl search.candidates=8
+        verifier=runs/x/iter2/verifier/model out=answers.jsonl search.candidates=8
     python pipelines/solve.py problems=my.jsonl generator=path/to/model verifier=null   # selector pt
 
 Writes `out`: one JSON line per problem (see mucode/stages/solve.py).

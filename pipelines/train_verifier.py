@@ -1,7 +1,8 @@
 """Stage train_verifier: R_i on the rollouts of iterations 1..i.
 
     python pipelines/train_verifier.py run_dir=runs/default                        # R_1, CPU
-    python pipelines/train_verifier.py run_dir=runs/default iteration=2 verifier.loss=bce
+    python pipelines/train_verifier.py run_dir=runs/default iteration=2 verifier.loss=bce \
+        out_dir=runs/default/iter2/verifier-bce     # another loss, beside the main job's R_2
     torchrun --nproc_per_node 4 pipelines/train_verifier.py run_dir=runs/x model=hub \
         verifier.train.deepspeed=conf/deepspeed/zero2.json verifier.train.precision=bf16   # multi-GPU
 

@@ -28,7 +28,7 @@ class Config:
 def _stage(tmp_path, config, calls, data="a"):
     (tmp_path / "data.txt").write_text(data)
 
-    def body():
+    def body(logger):
         calls.append(1)
         (tmp_path / "stage").mkdir(exist_ok=True)
         (tmp_path / "stage" / "out.txt").write_text("done")
@@ -61,7 +61,7 @@ def test_a_complete_stage_with_another_config_or_input_stops_with_one_line(tmp_p
 
 
 def test_nothing_is_marked_done_when_the_body_fails(tmp_path):
-    def body():
+    def body(logger):
         (tmp_path / "stage").mkdir()
         raise OSError("disk full")
 

@@ -13,6 +13,7 @@ from hydra.core.global_hydra import GlobalHydra
 from omegaconf import OmegaConf
 
 from mucode.config import CONF_DIR, register, schemas
+from mucode.stages.collect_rollouts import CollectRolloutsConfig
 
 ROOT = CONF_DIR.parent
 STAGES = sorted(p.stem for p in CONF_DIR.glob("*.yaml"))
@@ -100,18 +101,36 @@ def test_entry_point_bad_input_exits_nonzero_with_one_clear_line(tmp_path, overr
 
 
 def test_entry_point_malformed_row_exits_nonzero_naming_file_line_and_field(tmp_path):
-    data = tmp_path / "mine.jsonl"
+    (tmp_path / "data").mkdir()
+    data = tmp_path / "data" / "train.jsonl"
     good = {"id": "a", "prompt": "Add.", "entry_point": "add", "public_tests": ["assert add(1, 2) == 3"],
             "private_tests": [], "reference": None}
     data.write_text(json.dumps(good) + "\n" + json.dumps({**good, "id": "b", "public_tests": "oops"}) + "\n")
     run = tmp_path / "run"
     cmd = [sys.executable, str(ROOT / "pipelines" / "expert_iteration.py"), f"run_dir={run}", "task=jsonl",
-           f"task.path={data}"]
+           f"task.path={data.parent}"]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     assert proc.returncode != 0
     lines = [ln for ln in proc.stderr.strip().splitlines() if ln.strip()]
     assert len(lines) == 1 and f"{data} line 2" in lines[0] and "public_tests" in lines[0], proc.stderr
     assert not (run / "problems").exists()
+
+
+@pytest.mark.parametrize("task", ["task=humaneval", "task=jsonl task.path=ONE_FILE"])
+def test_the_main_job_never_rolls_out_on_a_test_split(tmp_path, task):
+    """A task with only a test split (HumanEval, one jsonl file) is for evaluation: the main job stops with
+    one line before anything is written, instead of training on the test split (defect 4)."""
+    data = tmp_path / "mine.jsonl"
+    data.write_text(json.dumps({"id": "a", "prompt": "Add.", "entry_point": "add", "public_tests": [],
+                                "private_tests": [], "reference": None}) + "\n")
+    cmd = [sys.executable, str(ROOT / "pipelines" / "expert_iteration.py"), f"run_dir={tmp_path / 'run'}",
+           *task.replace("ONE_FILE", str(data)).split()]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    lines = [ln for ln in proc.stderr.strip().splitlines() if ln.strip()]
+    assert proc.returncode != 0 and len(lines) == 1 and "no train split to roll out on" in lines[0], proc.stderr
+    assert not (tmp_path / "run" / "problems").exists()
+    with pytest.raises(ValueError, match="never come from the test split"):
+        CollectRolloutsConfig(split="test")
 
 
 def test_the_library_never_imports_a_stage():

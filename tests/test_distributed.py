@@ -104,7 +104,8 @@ def finish(proc: subprocess.Popen, expect_ok: bool = True) -> str:
 
 
 def losses(out: Path) -> list[float]:
-    return [json.loads(line)["loss"] for line in (out / "metrics.jsonl").read_text().splitlines()]
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    return [r["loss"] for r in rows if r["step"] is not None]  # the last row (step null) is the stage's result
 
 
 def weights(model_dir: Path) -> dict[str, torch.Tensor]:

@@ -57,7 +57,7 @@ def test_evaluate_writes_the_manifest_shape_and_skips_when_complete(tmp_path, ti
     config = EvaluateConfig(run_dir=str(tmp_path), name="iter1", generator=str(tiny_model_dir),
                             verifier=str(tiny_model_dir), eval=EvalRecipe(search=SEARCH, candidates_sweep=[1]),
                             sandbox=SANDBOX)
-    metrics = evaluate(config)
+    metrics = evaluate(config)["embedded"]
     out = tmp_path / "eval" / "iter1"
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["complete"] and manifest["metrics"] == json.loads(json.dumps(metrics))
@@ -73,7 +73,7 @@ def test_evaluate_writes_the_manifest_shape_and_skips_when_complete(tmp_path, ti
     # turn 1: greedy 3 problems x 1; BoN 3 x 2 searches x 2 candidates, shared by the four selectors; sweep N=1: 3 x 2
     assert sum(prompt.count("<|user|>") == 1 for prompt in recorded["prompts"]) == 3 + 3 * 2 * 2 + 3 * 2
     generated = len(recorded["prompts"])
-    assert evaluate(config) == manifest["metrics"] and len(recorded["prompts"]) == generated  # complete: skipped
+    assert evaluate(config) == {"embedded": manifest["metrics"]} and len(recorded["prompts"]) == generated  # skipped
 
 
 def test_evaluate_names_missing_inputs(tmp_path, tiny_model_dir):

@@ -24,8 +24,8 @@ def _config(run_dir: Path, mini: list[str], extra: list[str] = ()) -> ExpertIter
     return compose("expert_iteration", [f"run_dir={run_dir}", *mini, *extra])
 
 
-STAGES = ["problems", "base", "warmup", "iter1/rollouts", "iter1/verifier", "iter1/relabel", "iter1/sft",
-          "eval/base", "eval/iter1"]
+STAGES = ["problems", "problems-humaneval", "base", "warmup", "iter1/rollouts", "iter1/verifier", "iter1/relabel",
+          "iter1/sft", "eval/base", "eval/iter1", "eval-humaneval/base", "eval-humaneval/iter1"]
 
 
 def _metrics(run_dir: Path) -> dict:
@@ -55,7 +55,12 @@ def test_main_job_runs_every_stage_writes_the_report_and_skips_when_done(mini_ru
         assert artifacts.read_manifest(tmp_path / stage) is not None, stage
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert list(summary["generators"]) == ["base", "iter1"]
-    for g in summary["generators"].values():
+    assert list(summary["tasks"]) == ["humaneval"] and list(summary["tasks"]["humaneval"]) == ["base", "iter1"]
+    assert summary["tasks"]["humaneval"]["iter1"]["problems"] == 4
+    assert artifacts.read_manifest(tmp_path / "problems-humaneval")["metrics"]["sizes"] == {"test": 164}
+    report = (tmp_path / "report.md").read_text()
+    assert "## Table 1" in report and "## humaneval: Table 1" in report and "problems of embedded" in report
+    for g in [*summary["generators"].values(), *summary["tasks"]["humaneval"].values()]:
         assert len(g["greedy"]["by_turn"]) == 2 and set(g["bon"]) == {"random", "pt", "lv", "pt+lv"}
         assert all(0 <= b["accuracy"] <= 1 for b in g["bon"].values())
     assert set(summary["verifier"]) >= {"auc", "accuracy"} and summary["wall_seconds"] > 0
@@ -74,6 +79,43 @@ def _main_job(run_dir: Path, mini: list[str]) -> subprocess.Popen:
     cmd = [sys.executable, str(ROOT / "pipelines" / "expert_iteration.py"), f"run_dir={run_dir}", *mini]
     return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
                             start_new_session=True)
+
+
+# What each stage's last metrics.jsonl row must hold (its manifest's metrics flattened by
+# tracking.flat_metrics), beside the per-step rows of the training stages.
+FINAL_ROW = {
+    "problems": {"sizes/warmup", "sizes/train", "sizes/test"},
+    "base": {"parameters", "vocab_size"},
+    "warmup": {"train/steps", "train/final_loss", "examples"},
+    "iter1/rollouts": {"episodes", "correct_by_turn/1", "correct_by_turn/3", "fix_share"},
+    "iter1/verifier": {"train/steps", "sizes/train_examples", "valid/accuracy", "valid/brier", "valid/examples"},
+    "iter1/relabel": {"episodes", "examples", "multi_turn_examples"},
+    "iter1/sft": {"train/steps", "examples"},
+    **{f"eval/{g}": {"greedy/accuracy", "greedy/by_turn/1", "greedy/by_turn/2", "pass_at_k/by_turn/2/1",
+                     *(f"bon/{s}/{k}" for s in ("random", "pt", "lv", "pt+lv") for k in ("accuracy", "by_turn/2"))}
+       for g in ("base", "iter1")},
+}
+
+
+@pytest.mark.slow
+def test_every_stage_logs_its_metrics_to_metrics_jsonl(mini_run):
+    for stage, keys in {**FINAL_ROW, "iter2/rollouts": FINAL_ROW["iter1/rollouts"],
+                        "final_verifier": FINAL_ROW["iter1/verifier"]}.items():
+        rows = [json.loads(line) for line in (mini_run / stage / "metrics.jsonl").read_text().splitlines()]
+        assert {r["stage"] for r in rows} == {stage}
+        final = rows[-1]
+        assert final["step"] is None and keys <= final.keys(), (stage, sorted(keys - final.keys()))
+        manifest = artifacts.read_manifest(mini_run / stage)["metrics"]
+        assert all(final[k] == _at(manifest, k) for k in keys), stage
+        if stage in ("warmup", "iter1/verifier", "iter1/sft"):  # training logs its steps before the final row
+            assert [r["step"] for r in rows[:-1]] and all("loss" in r for r in rows[:-1]), stage
+
+
+def _at(metrics: dict, key: str):
+    """The value at a flattened key ("bon/pt/by_turn/2") in nested metrics (lists 1-based)."""
+    for part in key.split("/"):
+        metrics = metrics[int(part) - 1] if isinstance(metrics, list) else metrics[part]
+    return metrics
 
 
 @pytest.mark.slow

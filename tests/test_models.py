@@ -110,18 +110,18 @@ def test_inference_device_is_the_local_ranks_gpu_when_there_is_one(monkeypatch):
 
 
 def test_evaluation_samples_on_the_inference_device(tiny_model_dir, monkeypatch):
-    """The evaluate and solve stages load their generator through the placement helper (here the CPU);
-    test_rollouts checks the rollouts stage."""
-    import mucode.stages.evaluate as evaluate
+    """The rollouts, evaluate and solve stages load their generator through generation.open_backend, which
+    places it with the placement helper (here the CPU); test_rollouts checks that the rollouts stage does."""
+    from mucode import generation
     from mucode.generation import SamplingConfig
 
     placed = []
-    real = evaluate.load_generator
+    real = generation.load_generator
 
     def spy(config, path=None, device="cpu"):
         placed.append(device)
         return real(config, path, device)
 
-    monkeypatch.setattr(evaluate, "load_generator", spy)
-    backend = evaluate.open_backend(ModelConfig(), str(tiny_model_dir), SamplingConfig())
-    assert placed == [evaluate.inference_device()] and backend.model.device == placed[0]
+    monkeypatch.setattr(generation, "load_generator", spy)
+    backend = generation.open_backend(ModelConfig(), str(tiny_model_dir), SamplingConfig())
+    assert placed == [generation.inference_device()] and backend.model.device == placed[0]

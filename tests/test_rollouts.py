@@ -37,13 +37,13 @@ def run_dir(tmp_path_factory):
 def test_episodes_record_every_turn_with_public_feedback(run_dir, tiny_model_dir, tmp_path, monkeypatch):
     import shutil
 
-    import mucode.stages.collect_rollouts as stage
+    from mucode import generation
 
-    placed, real = [], stage.load_generator
-    monkeypatch.setattr(stage, "load_generator", lambda *a: placed.append(a[2]) or real(*a))
+    placed, real = [], generation.load_generator
+    monkeypatch.setattr(generation, "load_generator", lambda *a: placed.append(a[2]) or real(*a))
     shutil.copytree(run_dir / "problems", tmp_path / "problems")
     out = collect_rollouts(_config(tmp_path, tiny_model_dir))
-    assert placed == [stage.inference_device()]  # sampling runs on the GPU when there is one
+    assert placed == [generation.inference_device()]  # sampling runs on the GPU when there is one
     episodes = read_records(out, Episode)
     assert len(episodes) == 10 and sorted({e.sample for e in episodes}) == [0, 1]
     for e in episodes:  # an untrained model fails: every episode runs all turns

@@ -148,7 +148,8 @@ def test_stage_trains_from_init_saves_model_manifest_and_skips_when_done(tiny_mo
     assert set(manifest["inputs"]) == {"input0", "init"} and manifest["inputs"]["init"]["path"] == str(warm)
     assert OmegaConf.load(out / "config.yaml").sft.train.max_steps == 3
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
-    assert {r["stage"] for r in rows} == {"iter1/sft"} and len(rows) == 3
+    assert {r["stage"] for r in rows} == {"iter1/sft"} and [r["step"] for r in rows] == [1, 2, 3, None]
+    assert rows[-1]["train/steps"] == 3 and rows[-1]["examples"] == 8  # the final row: the manifest's metrics
     before, _ = load_generator(ModelConfig(), str(tiny_model_dir))
     after, tok = load_generator(ModelConfig(), str(out / "model"))
     assert tok.chat_template and tok.eos_token == "<|end|>"

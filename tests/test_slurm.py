@@ -240,6 +240,7 @@ def test_chain_runs_every_stage_with_afterok_and_a_3_shard_rollout_array(chain):
     assert len(episodes) == 12 and len({e.problem_id for e in episodes}) == 6
     summary = json.loads((run_dir / "summary.json").read_text())
     assert list(summary["generators"]) == ["base", "iter1"]
+    assert list(summary["tasks"]["humaneval"]) == ["base", "iter1"]
     assert len(list(logs.glob("mucode-iter1-rollouts-*.out"))) == 4  # 3 array tasks + the merge
 
 
@@ -249,11 +250,33 @@ def test_every_stage_run_by_slurm_writes_the_config_yaml_of_the_main_job(chain, 
     run_dir, _ = chain
     folders = sorted(str(p.parent.relative_to(mini_run)) for p in mini_run.rglob("config.yaml")
                      if "logs" not in p.relative_to(mini_run).parts)
-    assert len(folders) == 11, folders  # problems, base, warmup, 2 x rollouts, 2 verifiers, relabel, sft, 2 evals
+    # problems (+ humaneval's), base, warmup, 2 x rollouts, 2 verifiers, relabel, sft, 2 evals x 2 tasks
+    assert len(folders) == 14, folders
     for folder in folders:
         main_job = (mini_run / folder / "config.yaml").read_text().replace(str(mini_run), "RUN")
         by_slurm = (run_dir / folder / "config.yaml").read_text().replace(str(run_dir), "RUN")
         assert by_slurm == main_job, folder
+
+
+@pytest.mark.slurm
+def test_a_hub_architecture_on_mbpp_runs_every_stage_as_jobs_like_the_main_job(cluster, tmp_path_factory, hub, hub_run):
+    """model=hub (a real Hugging Face architecture and chat template) on MBPP, evaluated on MBPP and
+    HumanEval: every step of the plan runs as a job (no warm start: the model is its own generator 0)
+    and writes the config.yaml of the main job run in one process."""
+    run_dir = tmp_path_factory.mktemp("slurm-hub") / "run"
+    ids = submit_chain(run_dir, *hub)
+    wait(list(ids.values()), run_dir / "slurm")
+    for job in ids.values():
+        assert_completed(job, run_dir / "slurm")
+    assert "warmup" not in ids and "prepare" in ids and "eval/iter1" in ids
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert list(summary["generators"]) == list(summary["tasks"]["humaneval"]) == ["base", "iter1"]
+    folders = sorted(str(p.parent.relative_to(hub_run)) for p in hub_run.rglob("config.yaml")
+                     if "logs" not in p.relative_to(hub_run).parts)
+    assert "problems-humaneval" in folders and "eval-humaneval/iter1" in folders, folders
+    for folder in folders:
+        main_job = (hub_run / folder / "config.yaml").read_text().replace(str(hub_run), "RUN")
+        assert (run_dir / folder / "config.yaml").read_text().replace(str(run_dir), "RUN") == main_job, folder
 
 
 @pytest.mark.slurm

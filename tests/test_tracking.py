@@ -1,14 +1,18 @@
-"""MetricLogger: metrics.jsonl always, an offline wandb run when enabled, nothing off rank 0."""
+"""MetricLogger: metrics.jsonl always, an offline wandb run when enabled, nothing off rank 0; a stage's
+final metrics flattened; a rerun stage continues its wandb run."""
 
 import json
 import struct
 import time
 import types
+from dataclasses import dataclass
 
 import pytest
 import torch
 
-from mucode.tracking import METRICS_FILE, TrackingConfig, WandbMode, open_logger
+from mucode import artifacts
+from mucode.artifacts import StageOutput
+from mucode.tracking import METRICS_FILE, WANDB_RUN_ID, TrackingConfig, WandbMode, flat_metrics, open_logger
 
 
 def _rows(path):
@@ -57,12 +61,7 @@ def test_offline_wandb_run_holds_the_metrics_of_metrics_jsonl(tmp_path, monkeypa
         logger.log({"loss": 0.75, "tokens": 2048}, step=3)
     runs = list((tmp_path / "wb").rglob("offline-run-*"))
     assert len(runs) == 1, "no offline wandb run directory written"
-    records = _wandb_records(next(runs[0].glob("*.wandb")))
-    for _ in range(100):  # wandb's service process may still be flushing the file when finish() returns
-        if any(r.WhichOneof("record_type") == "exit" for r in records):
-            break
-        time.sleep(0.1)
-        records = _wandb_records(next(runs[0].glob("*.wandb")))
+    records = _finished_records(runs[0])
     history = [{key: json.loads(i.value_json) for i in r.history.item
                 if not (key := i.key or "/".join(i.nested_key)).startswith("_")} | {"step": r.history.step.num}
                for r in records if r.WhichOneof("record_type") == "history"]
@@ -73,6 +72,73 @@ def test_offline_wandb_run_holds_the_metrics_of_metrics_jsonl(tmp_path, monkeypa
     run = next(r.run for r in records if r.WhichOneof("record_type") == "run")
     assert (run.project, run.display_name) == ("mucode-test", "sft")
     assert {i.key: json.loads(i.value_json) for i in run.config.update}["lr"] == 0.1  # the stage params
+
+
+def _finished_records(run_dir):
+    """The records of an offline run folder once its exit record is there: wandb's service process may
+    still be flushing the file when finish() returns."""
+    for _ in range(100):
+        records = _wandb_records(next(run_dir.glob("*.wandb")))
+        if any(r.WhichOneof("record_type") == "exit" for r in records):
+            break
+        time.sleep(0.1)
+    return records
+
+
+def test_flat_metrics_names_nested_values_by_path_and_one_based_position():
+    metrics = {"greedy": {"accuracy": 0.5, "by_turn": [0.25, 0.5]}, "split": "test", "verifier": None,
+               "valid": {"auc": float("nan"), "ece": 0.125}, "pass_at_k": {"k": [1, 2], "by_turn": [[0.1, 0.2]]},
+               "episodes": 6, "seconds": {}}
+    assert flat_metrics(metrics) == {
+        "greedy/accuracy": 0.5, "greedy/by_turn/1": 0.25, "greedy/by_turn/2": 0.5, "valid/ece": 0.125,
+        "pass_at_k/k/1": 1, "pass_at_k/k/2": 2, "pass_at_k/by_turn/1/1": 0.1, "pass_at_k/by_turn/1/2": 0.2,
+        "episodes": 6}
+
+
+def test_a_logger_that_logs_nothing_writes_nothing(tmp_path, monkeypatch):
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.delenv("WANDB_DIR")
+    with open_logger(TrackingConfig(), tmp_path / "stage", "s"):  # a stage failing on a missing input
+        pass
+    assert not (tmp_path / "stage").exists()
+
+
+@dataclass
+class _StageConfig:
+    run_dir: str
+    tracking: TrackingConfig
+
+
+def test_a_rerun_stage_continues_the_wandb_run_of_its_killed_first_run(tmp_path, monkeypatch):
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_DIR", str(tmp_path / "wb"))
+    config, out = _StageConfig(str(tmp_path), TrackingConfig(project="mucode-test")), tmp_path / "iter1" / "sft"
+
+    def killed(logger):
+        logger.log({"loss": 2.0}, step=1)
+        raise RuntimeError("killed half-way")
+
+    def resumed(logger):
+        logger.log({"loss": 1.0}, step=2)
+        (out / "model").write_text("weights")
+        return StageOutput({}, ["model"], {"train": {"steps": 2}, "valid": {"auc": 0.75, "ece": float("nan")}})
+
+    with pytest.raises(RuntimeError):
+        artifacts.run_stage(out, config, killed)
+    run_id = (out / WANDB_RUN_ID).read_text().strip()
+    assert run_id and artifacts.read_manifest(out) is None
+    assert artifacts.run_stage(out, config, resumed) == {"train": {"steps": 2}, "valid": {"auc": 0.75, "ece": None}}
+    assert (out / WANDB_RUN_ID).read_text().strip() == run_id
+    rows = _rows(out / METRICS_FILE)
+    assert [(r["stage"], r["step"]) for r in rows] == [("iter1/sft", 1), ("iter1/sft", 2), ("iter1/sft", None)]
+    assert {k: v for k, v in rows[-1].items() if k not in ("stage", "step", "time")} == {"train/steps": 2,
+                                                                                        "valid/auc": 0.75}
+    # wandb 0.31 offline: each process writes its own offline-run folder, both under the stage's one run id
+    runs = sorted((tmp_path / "wb").rglob("offline-run-*"))
+    assert len(runs) == 2
+    for folder in runs:
+        run = next(r.run for r in _finished_records(folder) if r.WhichOneof("record_type") == "run")
+        assert (run.run_id, run.display_name, run.project) == (run_id, "iter1/sft", "mucode-test")
 
 
 class _FakeWandb:

@@ -186,7 +186,8 @@ def test_killed_stage_resumes_and_matches_an_uninterrupted_run(tiny_model_dir, t
     script = tmp_path / "killed_run.py"
     script.write_text(KILLED_RUN.format(root=str(ROOT), tests=str(ROOT / "tests"), config=config,
                                         threads=torch.get_num_threads()))
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    # its own wandb service: a child given this process's (WANDB_SERVICE) leaves its run open in it when killed
+    env = {**{k: v for k, v in os.environ.items() if k != "WANDB_SERVICE"}, "PYTHONPATH": str(ROOT)}
     proc = subprocess.Popen([sys.executable, str(script), str(tiny_model_dir), str(out)], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:

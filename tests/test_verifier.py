@@ -17,9 +17,11 @@ from mucode.models import ModelConfig, load_verifier
 from mucode.records import Episode, Problem, Turn, VerifierExample, write_records
 from mucode.stages.train_verifier import TrainVerifierConfig
 from mucode.stages.train_verifier import run as train_verifier
+from mucode.prompts import format_code
 from mucode.verifier import (
-    VerifierLoss, VerifierRecipe, bce_loss, bt_loss, collate_pairs, collate_pointwise, examples_from_episodes,
-    load_scorer, sample_pairs, score, split_by_problem, training_items, validation_metrics, verifier_text,
+    VerifierLoss, VerifierRecipe, bce_loss, bce_step, bt_loss, collate_pairs, collate_pointwise,
+    examples_from_episodes, load_scorer, sample_pairs, score, split_by_problem, tokenize, training_items,
+    validation_metrics, verifier_text,
 )
 
 
@@ -165,7 +167,7 @@ def test_stage_learns_saves_a_reloadable_verifier_and_skips_when_done(tiny_model
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     losses = [r["loss"] for r in rows if "loss" in r]
     assert losses[-1] < losses[0] - 0.1, losses
-    assert rows[-1]["valid_auc"] == manifest["metrics"]["valid"]["auc"]
+    assert rows[-1]["valid/auc"] == manifest["metrics"]["valid"]["auc"] and rows[-1]["step"] is None
 
     model = AutoModelForSequenceClassification.from_pretrained(out / "model")
     tok = AutoTokenizer.from_pretrained(out / "model")
@@ -176,6 +178,10 @@ def test_stage_learns_saves_a_reloadable_verifier_and_skips_when_done(tiny_model
     assert all(not torch.equal(p, start[n]) for n, p in model.named_parameters())
     pairs = [("Write f(x) that adds 3.\n\nTests:\nassert f(0) == 3", "def f(x):\n    return x + 3"), ("p", "x = 1")]
     assert score(model, tok, pairs) == pytest.approx(load_scorer(out / "model", ModelConfig())(pairs), abs=1e-6)
+    # the scorer cuts inputs where training did: the length is saved with the verifier's tokenizer
+    assert tok.model_max_length == config.verifier.train.max_length
+    scorer = load_scorer(out / "model", ModelConfig())
+    assert scorer.score.keywords["max_length"] == config.verifier.train.max_length
     assert train_verifier(config) == metrics  # complete: skipped
 
 
@@ -200,3 +206,104 @@ def test_stage_without_its_inputs_names_them(tiny_model_dir, tmp_path):
 def test_bad_values_fail_with_one_line(override, message):
     with pytest.raises(Exception, match=message):
         _compose([override])
+
+
+# ---------------------------------------------------------------------------------------------
+# Where the score is read: the same token (the final eos) for mucode, TRL and OpenRLHF
+
+
+@pytest.fixture(scope="module")
+def eos_pad_model_dir(tmp_path_factory):
+    """A saved tiny Llama whose tokenizer, like Llama-3's and SmolLM2's, has no pad token of its own
+    (pad == eos) and no spare special token: the verifier must add one."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    from mucode.models import CHAT_TEMPLATE, PAD, SPECIAL_TOKENS, TinyModelConfig, build_tiny_model
+
+    bpe = Tokenizer(models.BPE())
+    bpe.pre_tokenizer, bpe.decoder = pre_tokenizers.ByteLevel(add_prefix_space=False), decoders.ByteLevel()
+    specials = [t for t in SPECIAL_TOKENS if t != PAD]
+    corpus = [f"{p}\n```python\n{c}\n```" for p, c in SCORED] * 20
+    bpe.train_from_iterator(corpus, trainers.BpeTrainer(vocab_size=400, special_tokens=specials, show_progress=False,
+                                                        initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    tok = PreTrainedTokenizerFast(tokenizer_object=bpe, bos_token="<|bos|>", eos_token="<|end|>",
+                                  pad_token="<|end|>", chat_template=CHAT_TEMPLATE, padding_side="left")
+    config = TinyModelConfig(hidden_size=32, num_layers=2, num_heads=2, intermediate_size=64, vocab_size=400,
+                             max_positions=256)
+    path = tmp_path_factory.mktemp("eos-pad") / "model"
+    build_tiny_model(config, tok).save_pretrained(path)
+    tok.save_pretrained(path)
+    return path
+
+
+SCORED = [("Write f(x) that adds 3.\n\nTests:\nassert f(0) == 3", "def f(x):\n    return x + 3"),
+          ("Write g.", "x = 1"), ("Write a function fold(x) that will add 3 to x.", "def fold(x): pass")]
+
+
+def test_verifier_pad_is_not_eos_so_the_score_is_read_at_the_final_eos(eos_pad_model_dir):
+    from mucode.models import PAD, load_generator
+
+    model, tok = load_verifier(str(eos_pad_model_dir))
+    generator, gen_tok = load_generator(ModelConfig(), str(eos_pad_model_dir))
+    vocab = generator.get_input_embeddings().num_embeddings
+    assert gen_tok.pad_token_id == gen_tok.eos_token_id and len(gen_tok) == vocab  # the generator is unchanged
+    assert tok.pad_token == PAD and model.config.pad_token_id == tok.pad_token_id == vocab
+    assert model.get_input_embeddings().num_embeddings == len(tok) == vocab + 1
+    ids = tok(verifier_text(tok, *SCORED[0]), return_tensors="pt", add_special_tokens=False)["input_ids"]
+    assert ids[0, -1] == tok.eos_token_id
+    with torch.no_grad():  # the head at every position; with pad == eos the model would read [-2]
+        by_position = model.score(model.base_model(ids).last_hidden_state)[0, :, 0]
+    assert score(model, tok, SCORED[:1])[0] == pytest.approx(by_position[-1].item(), abs=1e-5)
+    assert abs(by_position[-1] - by_position[-2]) > 1e-3
+    # training batches (left-padded with the same pad) read the same position as the Scorer
+    examples = [VerifierExample(f"p{i}", p, c, i % 2 == 0) for i, (p, c) in enumerate(SCORED)]
+    batch = collate_pointwise([(i, ex.label) for i, ex in zip(tokenize(tok, examples, 256), examples)],
+                              tok.pad_token_id)
+    with torch.no_grad():
+        loss, _ = bce_step(model, batch)
+    assert loss.item() == pytest.approx(bce_loss(torch.tensor(score(model, tok, SCORED)), batch["labels"]).item())
+
+
+def test_verifier_pad_prefers_a_spare_pad_then_a_reserved_token(eos_pad_model_dir):
+    from tokenizers import AddedToken
+    from transformers import AutoTokenizer
+
+    from mucode.models import set_verifier_pad
+
+    tok = AutoTokenizer.from_pretrained(eos_pad_model_dir)
+    tok.add_tokens([AddedToken("<|reserved_special_token_0|>", special=True)], special_tokens=True)
+    set_verifier_pad(tok)
+    assert tok.pad_token == "<|reserved_special_token_0|>"
+    tok.pad_token = tok.eos_token
+    tok.add_tokens([AddedToken("<|finetune_right_pad_id|>", special=True)], special_tokens=True)
+    size = len(tok)
+    set_verifier_pad(tok)
+    assert tok.pad_token == "<|finetune_right_pad_id|>" and len(tok) == size
+
+
+def test_saved_verifier_scores_alike_with_transformers_trl_openrlhf_and_the_scorer(eos_pad_model_dir, tmp_path):
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    model, tok = load_verifier(str(eos_pad_model_dir))
+    model.save_pretrained(tmp_path / "v")
+    tok.save_pretrained(tmp_path / "v")
+    mucode_scores = load_scorer(tmp_path / "v", ModelConfig())(SCORED)
+
+    rm = AutoModelForSequenceClassification.from_pretrained(tmp_path / "v").eval()
+    rtok = AutoTokenizer.from_pretrained(tmp_path / "v")
+    assert rm.config.pad_token_id == rtok.pad_token_id != rtok.eos_token_id
+    chats = [[{"role": "user", "content": p}, {"role": "assistant", "content": format_code(c)}] for p, c in SCORED]
+    texts = [rtok.apply_chat_template(chat, tokenize=False) for chat in chats]
+    for side in ("left", "right"):
+        rtok.padding_side = side
+        enc = rtok(texts, return_tensors="pt", padding=True, add_special_tokens=False)
+        with torch.no_grad():
+            trl = rm(**enc).logits[:, 0]  # TRL's RewardTrainer and reward pipelines
+            hidden = rm.base_model(**enc).last_hidden_state  # OpenRLHF: the value at the last attended position
+        mask = enc["attention_mask"]
+        last = mask.size(1) - 1 - mask.fliplr().argmax(dim=1)
+        assert (enc["input_ids"][torch.arange(len(texts)), last] == rtok.eos_token_id).all()
+        openrlhf = rm.score(hidden)[torch.arange(len(texts)), last, 0]
+        assert trl.tolist() == pytest.approx(mucode_scores, abs=1e-5), side
+        assert openrlhf.tolist() == pytest.approx(mucode_scores, abs=1e-5), side

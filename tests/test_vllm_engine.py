@@ -2,14 +2,20 @@
 seed per request, token-id prompts without a second bos, one engine per model and process. The real
 engine runs in the gpu-marked test, where vllm is installed."""
 
+import dataclasses
+import json
 import sys
 import types
 
 import pytest
+from transformers import AutoModelForCausalLM
 
-from mucode import vllm_engine
+from mucode import recipes, vllm_engine
 from mucode.generation import Engine, SamplingConfig, load_backend
 from mucode.prompts import render
+from mucode.records import Problem, write_records
+from mucode.rollouts import RolloutRecipe
+from mucode.stages import collect_rollouts, evaluate, solve
 
 
 class _Output:
@@ -74,3 +80,43 @@ def test_vllm_backend_without_vllm_installed_is_one_clear_error(tiny_tokenizer, 
         load_backend(None, tiny_tokenizer, SamplingConfig(backend=Engine.vllm), "models/a")
     with pytest.raises(ValueError, match="vllm_memory=0.0 must be in"):
         SamplingConfig(vllm_memory=0.0)
+
+
+class _Sampled(Exception):
+    """Raised by the stand-in engine: the stage got as far as sampling."""
+
+
+@pytest.mark.parametrize("stage", ["rollouts", "evaluate", "solve"])
+def test_stages_on_vllm_load_only_the_tokenizer_not_the_weights(stage, tiny_model_dir, fake_vllm, tmp_path,
+                                                                monkeypatch):
+    """The engine reads the weights itself: a stage with backend=vllm must not load the Hugging Face model too
+    (on a GPU that doubles its memory and load time)."""
+    def no_weights(*args, **kwargs):
+        raise AssertionError("backend=vllm loaded the Hugging Face weights")
+
+    def sampled(self, prompts, params, use_tqdm=True):
+        raise _Sampled
+
+    monkeypatch.setattr(AutoModelForCausalLM, "from_pretrained", no_weights)
+    monkeypatch.setattr(_LLM, "generate", sampled)
+    problem, model = Problem("p", "Write f(x) that adds 3.", "f", ["assert f(1) == 4"], []), str(tiny_model_dir)
+    for split in ("train", "test"):
+        write_records([problem], tmp_path / "problems" / split, Problem)
+    (tmp_path / "mine.jsonl").write_text(json.dumps(dataclasses.asdict(problem)) + "\n")
+    vllm = SamplingConfig(backend=Engine.vllm)
+    search = dataclasses.replace(recipes.evaluation().search, searches=1, candidates=1, turns=1, sampling=vllm)
+    run = {
+        "rollouts": lambda: collect_rollouts.run(collect_rollouts.CollectRolloutsConfig(
+            run_dir=str(tmp_path), generator=model,
+            rollout=RolloutRecipe(samples=1, turns=1, chunk_size=1, sampling=vllm))),
+        "evaluate": lambda: evaluate.run(evaluate.EvaluateConfig(
+            run_dir=str(tmp_path), generator=model, verifier=None,
+            eval=dataclasses.replace(recipes.evaluation(), search=search))),
+        "solve": lambda: solve.run(solve.SolveConfig(
+            run_dir=str(tmp_path), problems=str(tmp_path / "mine.jsonl"), generator=model, verifier=None,
+            search=search, out=str(tmp_path / "solutions.jsonl"))),
+    }[stage]
+    with pytest.raises(_Sampled):
+        run()
+    (llm,) = _LLM.made
+    assert llm.kwargs["model"] == model

@@ -26,12 +26,12 @@ def init_weights(layout: RunLayout, init: str, model, iteration: int = 1) -> str
     tiny = model.name_or_path == TINY
     if init == BASE:
         if not tiny:
-            return resolve_path(model)  # a Hub id, a folder, or the offline SmolLM2 copy
+            return resolve_path(model.name_or_path)  # a Hub id, a folder, or the offline SmolLM2 copy
         return str(require(layout.model(layout.base), "base model", "pipelines/prepare.py"))
     if init in (GENERATOR0, PREVIOUS):
         i = 0 if init == GENERATOR0 else iteration - 1
         if i == 0 and not tiny:
-            return resolve_path(model)
+            return resolve_path(model.name_or_path)
         producer = "pipelines/warm_start.py" if i == 0 else f"pipelines/train_generator.py iteration={i}"
         return str(require(layout.generator(i, model.name_or_path), f"generator {i}", producer))
     return str(require(init, "init model", "a training stage"))

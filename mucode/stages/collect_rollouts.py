@@ -24,11 +24,12 @@ from pathlib import Path
 from tqdm import tqdm
 
 from mucode import artifacts, recipes
-from mucode.generation import SamplingConfig, load_backend
-from mucode.models import ModelConfig, inference_device, load_generator
+from mucode.generation import SamplingConfig, open_backend
+from mucode.models import ModelConfig, resolve_path
 from mucode.records import Episode, Problem, read_records, write_records
 from mucode.rollouts import RolloutRecipe, episode_metrics, iteration_problems, run_episodes
 from mucode.sandbox import Sandbox, SandboxConfig
+from mucode.tracking import TrackingConfig
 
 log = logging.getLogger(__name__)
 
@@ -59,11 +60,22 @@ class CollectRolloutsConfig:
     """Episodes per problem, turns, problems per iteration, chunking, sampling."""
     sandbox: SandboxConfig = field(default_factory=SandboxConfig)
     """Limits for running the generated code."""
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    """metrics.jsonl + wandb (the merged rollouts' pass rates by turn)."""
 
     def __post_init__(self) -> None:
         parse_shard(self.shard)
         if self.iteration < 1:
             raise ValueError(f"iteration={self.iteration} must be >= 1 (rollouts of generator iteration-1)")
+        refuse_test_split(self.split)
+
+
+def refuse_test_split(split: str) -> None:
+    """Rollouts become training data of the verifier and the generator: never from the test split."""
+    if split == "test":
+        raise ValueError("split=test: rollouts train the verifier and the generator, so they never come from the "
+                         "test split; roll out on train (a test-only task such as humaneval is for evaluation: "
+                         "task=mbpp eval.tasks=[mbpp,humaneval])")
 
 
 def parse_shard(shard: str) -> tuple[int, int]:
@@ -97,12 +109,11 @@ def collect_shard(config: CollectRolloutsConfig, problems: list[Problem], out: P
     size = config.rollout.chunk_size
     chunks = [c for c in range(-(-len(problems) // size)) if c % n == i]
     todo = [c for c in chunks if not (sdir / f"chunk-{c:05d}" / "dataset_info.json").exists()]
-    generator = config.generator or artifacts.RunLayout(config.run_dir).generator(
-        config.iteration - 1, config.model.name_or_path)
+    generator = resolve_path(config.generator or artifacts.RunLayout(config.run_dir).generator(
+        config.iteration - 1, config.model.name_or_path))
     start = time.perf_counter()
     if todo:
-        model, tok = load_generator(config.model, generator, inference_device())
-        backend = load_backend(model, tok, config.rollout.sampling, generator)
+        backend = open_backend(config.model, generator, config.rollout.sampling)
         with Sandbox(config.sandbox) as sandbox:
             for c in tqdm(todo, desc=f"rollouts shard {i}/{n}", unit="chunk"):
                 eps = run_episodes(problems[c * size:(c + 1) * size], backend, sandbox, config.rollout,
@@ -145,4 +156,4 @@ def run(config: CollectRolloutsConfig) -> dict:
         sdir = collect_shard(config, problems, out)
         if n > 1:
             return artifacts.read_manifest(sdir)["metrics"]
-    return artifacts.run_stage(out, config, lambda: merge_shards(out, n), exclude=PLACEMENT)
+    return artifacts.run_stage(out, config, lambda logger: merge_shards(out, n), exclude=PLACEMENT)

@@ -8,7 +8,8 @@
 
 `plan(config)` is pure: it returns every stage in order with its config and the stages it needs
 (folders under run_dir; artifacts.RunLayout):
-    prepare              problems/<split>, and base/ (the tiny model + tokenizer, tiny default only)
+    prepare              problems/<split> (and problems-<task>/ for the other tasks of eval.tasks), and
+                         base/ (the tiny model + tokenizer, tiny default only)
     warmup               generator 0: SFT of the tiny base on the warm-up references (a pretrained
                          model is its own generator 0)
     for i in 1..M:
@@ -19,7 +20,8 @@
                          plus warm-up references replayed 1:1 (where the task has them)
     iter{M+1}/rollouts   with final_rollouts=true: episodes of generator M, and
     final_verifier       a verifier trained on every rollout (otherwise the final verifier is R_M)
-    eval/<name>          greedy + Best-of-N (all selectors, final verifier) for base, iter1..iterM
+    eval/<name>          greedy + Best-of-N (all selectors, final verifier) for base, iter1..iterM, on the
+                         run's task; eval-<task>/<name> on each other task of eval.tasks
     report               summary.json, report.md and the *.png plots, in run_dir
 The main job runs the plan here; mucode.slurm submits the same plan as jobs. Each stage writes
 `manifest.json` last; a complete stage is skipped, so a killed run resumes where it stopped, and with
@@ -55,7 +57,7 @@ from mucode.stages.report import ReportConfig
 from mucode.stages.train_generator import TrainGeneratorConfig
 from mucode.stages.train_verifier import TrainVerifierConfig
 from mucode.stages.warm_start import WarmStartConfig
-from mucode.tasks import TaskConfig, split_names
+from mucode.tasks import TaskConfig, TaskName, split_names
 from mucode.tracking import TrackingConfig
 from mucode.training import TrainConfig
 from mucode.verifier import VerifierRecipe
@@ -123,13 +125,18 @@ def plan(config: ExpertIterationConfig) -> list[Step]:
     nothing but the task's split names, which for task=jsonl come from its folder)."""
     c, layout = config, artifacts.RunLayout(config.run_dir)
     tracking = dataclasses.replace(c.tracking, group=c.tracking.group or Path(c.run_dir).name)
-    split = "train" if "train" in split_names(c.task) else "test"
-    common = dict(run_dir=c.run_dir, model=c.model)
-    steps = [Step("prepare", "prepare", PrepareConfig(task=c.task, **common), [])]
+    if "train" not in (splits := split_names(c.task)):
+        fix = ("give task.path a folder holding train.jsonl and test.jsonl" if c.task.name is TaskName.jsonl else
+               f"train on another task and evaluate on this one: task=mbpp eval.tasks=[mbpp,{c.task.name.value}]")
+        raise ValueError(f"task={c.task.name.value} has no train split to roll out on (its splits: "
+                         f"{', '.join(splits)}); {fix}")
+    split = "train"
+    common = dict(run_dir=c.run_dir, model=c.model, tracking=tracking)  # every stage logs to the run's group
+    steps = [Step("prepare", "prepare", PrepareConfig(task=c.task, eval_tasks=c.eval.tasks, **common), [])]
     generators = ["prepare"]  # the step that makes generator i (a pretrained model: prepare)
     if c.model.name_or_path == TINY:
         steps.append(Step("warmup", "warm_start",
-                          WarmStartConfig(task=c.task, warmup=c.warmup, tracking=tracking, **common), ["prepare"]))
+                          WarmStartConfig(task=c.task, warmup=c.warmup, **common), ["prepare"]))
         generators = ["warmup"]
 
     def rollouts(i: int) -> Step:
@@ -139,8 +146,8 @@ def plan(config: ExpertIterationConfig) -> list[Step]:
 
     def verifier(i: int, name: str, out_dir: str | None) -> Step:
         return Step(name, "train_verifier", TrainVerifierConfig(
-            iteration=i, out_dir=out_dir, split=split, seed=c.seed, verifier=c.verifier, tracking=tracking,
-            **common), [generators[0], *(f"iter{j}/rollouts" for j in range(1, i + 1))])
+            iteration=i, out_dir=out_dir, split=split, seed=c.seed, verifier=c.verifier, **common),
+            [generators[0], *(f"iter{j}/rollouts" for j in range(1, i + 1))])
 
     for i in range(1, c.iterations + 1):
         steps += [rollouts(i), verifier(i, f"iter{i}/verifier", None)]
@@ -148,7 +155,7 @@ def plan(config: ExpertIterationConfig) -> list[Step]:
             iteration=i, split=split, relabel=c.relabel, **common), [f"iter{i}/rollouts", f"iter{i}/verifier"]))
         init = {GENERATOR0: generators[:1], PREVIOUS: generators[i - 1:i]}.get(c.sft.init, [])
         steps.append(Step(f"iter{i}/sft", "train_generator", TrainGeneratorConfig(
-            iteration=i, task=c.task, sft=c.sft, tracking=tracking, **common),
+            iteration=i, task=c.task, sft=c.sft, **common),
             [*init, *(f"iter{j}/relabel" for j in range(1, i + 1))]))
         generators.append(f"iter{i}/sft")
     final = layout.verifier(c.iterations) if c.iterations else None  # R_M: trained on rollouts 1..M
@@ -162,8 +169,8 @@ def plan(config: ExpertIterationConfig) -> list[Step]:
         name = layout.generator_name(i)
         recipe = c.eval if i == c.iterations else dataclasses.replace(c.eval, candidates_sweep=[])
         steps.append(Step(f"eval/{name}", "evaluate", EvaluateConfig(
-            name=name, verifier=str(layout.model(final)) if final else None, eval=recipe, sandbox=c.sandbox,
-            **common), [made_by, *needs_final]))
+            name=name, verifier=str(layout.model(final)) if final else None, task=c.task, eval=recipe,
+            sandbox=c.sandbox, **common), [made_by, *needs_final]))
         evals.append(steps[-1].name)
     steps.append(Step("report", "report", ReportConfig(run_dir=c.run_dir), evals))
     return steps

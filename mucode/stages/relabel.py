@@ -1,10 +1,12 @@
 """Stage relabel: iteration i's episodes and verifier R_i -> the SFT examples of generator i.
 
     python pipelines/relabel.py run_dir=runs/default iteration=1
-    python pipelines/relabel.py run_dir=runs/default iteration=1 relabel.mode=rft
+    python pipelines/relabel.py run_dir=runs/default iteration=1 relabel.mode=rft \
+        out_dir=runs/default/iter1/relabel-rft       # another expert, beside the main job's
 
 Reads run_dir/iter{i}/rollouts and (modes both and learned) the verifier iter{i}/verifier; writes
-run_dir/iter{i}/relabel/examples (SFTExample dataset). The rules are mucode.relabel.
+out_dir/examples (SFTExample dataset; out_dir defaults to run_dir/iter{i}/relabel, a train_generator input
+with `inputs=`). The rules are mucode.relabel.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from mucode import artifacts
 from mucode.models import ModelConfig
 from mucode.records import Episode, Problem, SFTExample, read_records, write_records
 from mucode.relabel import RelabelConfig, RelabelMode, Scores, relabel, relabel_stats
+from mucode.tracking import TrackingConfig
 from mucode.verifier import Scorer, load_scorer
 
 log = logging.getLogger(__name__)
@@ -34,6 +37,8 @@ class RelabelStageConfig:
     """The run directory (reads iter{i}/rollouts and iter{i}/verifier, writes iter{i}/relabel)."""
     iteration: int = 1
     """Which iteration's rollouts to relabel."""
+    out_dir: str | None = None
+    """Where examples/, config.yaml and manifest.json go; null = run_dir/iter{i}/relabel."""
     split: str = "train"
     """The problem split the rollouts were collected on (for the verifier's problem text)."""
     verifier: str | None = None
@@ -42,6 +47,8 @@ class RelabelStageConfig:
     """The base model config (how the verifier is loaded)."""
     relabel: RelabelConfig = field(default_factory=RelabelConfig)
     """The expert."""
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    """metrics.jsonl + wandb (the relabel counts)."""
 
     def __post_init__(self) -> None:
         if self.iteration < 1:
@@ -62,8 +69,8 @@ def final_code_scores(episodes: list[Episode], problems: dict[str, Problem], sco
 def run(config: RelabelStageConfig, scorer: Scorer | None = None) -> dict[str, Any]:
     """Run the stage unless complete; returns its metrics. `scorer` replaces the verifier."""
     layout = artifacts.RunLayout(config.run_dir)
-    out = layout.relabel(config.iteration)
-    return artifacts.run_stage(out, config, lambda: _relabel(config, layout, out, scorer))
+    out = Path(config.out_dir or layout.relabel(config.iteration))
+    return artifacts.run_stage(out, config, lambda logger: _relabel(config, layout, out, scorer))
 
 
 def _relabel(config: RelabelStageConfig, layout: artifacts.RunLayout, out: Path, scorer: Scorer | None

@@ -2,7 +2,7 @@
 
     python pipelines/solve.py problems=my_problems.jsonl                       # the default run's models
     python pipelines/solve.py problems=my.jsonl generator=runs/x/iter2/sft/model \
-        verifier=runs/x/final_verifier/model out=answers.jsonl search.candidates=8
+        verifier=runs/x/iter2/verifier/model out=answers.jsonl search.candidates=8
     python pipelines/solve.py problems=my.jsonl generator=path/to/model verifier=null   # selector pt
 
 Reads a JSONL of Problem rows (mucode.tasks.jsonl; private_tests may be empty and are never run:
@@ -22,11 +22,12 @@ from pathlib import Path
 from typing import Optional
 
 from mucode import artifacts, recipes
-from mucode.models import ModelConfig
+from mucode.generation import open_backend
+from mucode.models import ModelConfig, resolve_path
 from mucode.records import write_jsonl
 from mucode.sandbox import Sandbox, SandboxConfig
 from mucode.search import SearchConfig, Selector, answers, run_searches
-from mucode.stages.evaluate import FINAL, open_backend, verifier_path
+from mucode.stages.evaluate import FINAL, verifier_path
 from mucode.verifier import Scorer, load_scorer
 
 log = logging.getLogger(__name__)
@@ -75,6 +76,7 @@ def run(config: SolveConfig, scorer: Scorer | None = None) -> Path:
     generator = config.generator
     if generator == FINAL:
         generator = layout.generator(layout.last_generator(), config.model.name_or_path)
+    generator = resolve_path(generator)
     verifier = verifier_path(layout, config.verifier) if scorer is None else None
     problems = [dataclasses.replace(p, private_tests=[]) for p in load(config.problems, "test")]
     backend = open_backend(config.model, generator, config.search.sampling)

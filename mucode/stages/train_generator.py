@@ -1,7 +1,8 @@
 """Stage train_generator: generator i, SFT from generator 0 on the relabeled data of iterations 1..i.
 
     python pipelines/train_generator.py run_dir=runs/default iteration=1
-    python pipelines/train_generator.py run_dir=runs/default iteration=2 sft.init=previous sft.replay=0
+    python pipelines/train_generator.py run_dir=runs/default iteration=2 sft.init=previous sft.replay=0 \
+        out_dir=runs/default/iter2/sft-previous     # another recipe, beside the main job's generator 2
     torchrun --nproc_per_node 4 pipelines/train_generator.py run_dir=runs/x model=hub \
         sft.train.deepspeed=conf/deepspeed/zero3.json sft.train.precision=bf16        # multi-GPU
 
@@ -28,7 +29,7 @@ from mucode.sft import GeneratorRecipe, collate, sft_loss, tokenize_all, warmup_
 from mucode.stages import init_weights
 from mucode.stages.relabel import EXAMPLES
 from mucode.tasks import TaskConfig, load_problems, split_names
-from mucode.tracking import TrackingConfig, open_logger
+from mucode.tracking import MetricLogger, TrackingConfig
 from mucode.training import TrainConfig, process_state, train
 from mucode.vllm_engine import release_engines
 
@@ -80,19 +81,15 @@ def load_examples(config: TrainGeneratorConfig, inputs: list[str]) -> list[SFTEx
     return examples
 
 
-def fit(config: Any, model: ModelConfig, init: str, examples: list[SFTExample], recipe: TrainConfig,
-        out_dir: Path, tracking: TrackingConfig, inputs: dict[str, str | Path]) -> artifacts.StageOutput:
-    """SFT of the model at `init` on `examples` into out_dir (shared by the warm start and generators 1..M)."""
-    layout = artifacts.RunLayout(config.run_dir)
-    main = process_state(recipe).is_main_process
+def fit(model: ModelConfig, init: str, examples: list[SFTExample], recipe: TrainConfig, out_dir: Path,
+        logger: MetricLogger, inputs: dict[str, str | Path]) -> artifacts.StageOutput:
+    """SFT of the model at `init` on `examples` into out_dir, logging with the stage's `logger` (shared
+    by the warm start and generators 1..M)."""
     release_engines()  # a vLLM engine of this process gives its GPU memory back before training
     network, tokenizer = load_generator(training_copy(model), init)
     items, dropped = tokenize_all(tokenizer, examples, recipe.max_length)
-    params = artifacts.config_values(config)
-    with open_logger(tracking, out_dir, layout.stage_name(out_dir), params, main_process=main) as logger:
-        result = train(network, items, [len(t.input_ids) for t in items],
-                       lambda batch: collate(batch, tokenizer.pad_token_id), sft_loss, recipe, out_dir, logger,
-                       tokenizer)
+    result = train(network, items, [len(t.input_ids) for t in items],
+                   lambda batch: collate(batch, tokenizer.pad_token_id), sft_loss, recipe, out_dir, logger, tokenizer)
     log.info("generator SFT: %d steps, final loss %.4f, %.0f s -> %s", result.steps, result.final_loss,
              result.seconds, result.model_dir)
     if os.path.isdir(init):
@@ -107,10 +104,10 @@ def run(config: TrainGeneratorConfig, examples: list[SFTExample] | None = None) 
     out_dir = Path(config.out_dir or layout.sft(config.iteration))
     inputs = config.inputs or [str(layout.relabel(j) / EXAMPLES) for j in range(1, config.iteration + 1)]
 
-    def body() -> artifacts.StageOutput:
+    def body(logger: MetricLogger) -> artifacts.StageOutput:
         init = init_weights(layout, config.sft.init, config.model, config.iteration)
         data = load_examples(config, inputs) if examples is None else examples
-        return fit(config, config.model, init, data, config.sft.train, out_dir, config.tracking,
+        return fit(config.model, init, data, config.sft.train, out_dir, logger,
                    {f"input{i}": p for i, p in enumerate(inputs)})
 
     main = process_state(config.sft.train).is_main_process

@@ -1,7 +1,8 @@
 """Stage train_verifier: R_i, trained from generator 0 with a fresh scalar head on every rollout so far.
 
     python pipelines/train_verifier.py run_dir=runs/default                        # R_1, CPU
-    python pipelines/train_verifier.py run_dir=runs/default iteration=2 verifier.loss=bce
+    python pipelines/train_verifier.py run_dir=runs/default iteration=2 verifier.loss=bce \
+        out_dir=runs/default/iter2/verifier-bce     # another loss, beside the main job's R_2
     torchrun --nproc_per_node 4 pipelines/train_verifier.py run_dir=runs/x model=hub \
         verifier.train.deepspeed=conf/deepspeed/zero2.json verifier.train.precision=bf16   # multi-GPU
 
@@ -28,7 +29,7 @@ from mucode import artifacts, recipes
 from mucode.models import ModelConfig, load_verifier, training_copy
 from mucode.records import Episode, Problem, VerifierExample, read_records
 from mucode.stages import GENERATOR0, init_weights
-from mucode.tracking import TrackingConfig, open_logger
+from mucode.tracking import MetricLogger, TrackingConfig
 from mucode.training import process_state, train
 from mucode.verifier import (
     VerifierLoss, VerifierRecipe, bce_step, bt_step, collate_pairs, collate_pointwise, examples_from_episodes,
@@ -114,11 +115,12 @@ def run(config: TrainVerifierConfig, episodes: list[Episode] | None = None,
     layout = artifacts.RunLayout(config.run_dir)
     out_dir = Path(config.out_dir or layout.verifier(config.iteration))
     main = process_state(config.verifier.train).is_main_process
-    return artifacts.run_stage(out_dir, config, lambda: _train(config, layout, out_dir, main, episodes, problems),
-                               main_process=main)
+    return artifacts.run_stage(
+        out_dir, config, lambda logger: _train(config, layout, out_dir, main, logger, episodes, problems),
+        main_process=main)
 
 
-def _train(config: TrainVerifierConfig, layout: artifacts.RunLayout, out_dir: Path, main: bool,
+def _train(config: TrainVerifierConfig, layout: artifacts.RunLayout, out_dir: Path, main: bool, logger: MetricLogger,
            episodes: list[Episode] | None, problems: list[Problem] | None) -> artifacts.StageOutput:
     recipe = config.verifier
     init = init_weights(layout, config.init, config.model, config.iteration)
@@ -129,22 +131,20 @@ def _train(config: TrainVerifierConfig, layout: artifacts.RunLayout, out_dir: Pa
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(recipe.train.seed)  # the fresh head's initialisation
         model, tokenizer = load_verifier(init, training_copy(config.model))
+    tokenizer.model_max_length = recipe.train.max_length  # saved with it: scoring cuts inputs where training did
     ids = tokenize(tokenizer, train_ex, recipe.train.max_length)
     items, lengths = training_items(train_ex, ids, recipe, config.seed)
     bce = recipe.loss is VerifierLoss.bce
     collate = functools.partial(collate_pointwise if bce else collate_pairs, pad_id=tokenizer.pad_token_id)
     loss_fn = bce_step if bce else functools.partial(bt_step, l2=recipe.l2)
-    params = artifacts.config_values(config)
     metrics: dict[str, Any] = {"sizes": _sizes(train_ex, valid_ex, items, ids, recipe.train.max_length)}
-    with open_logger(config.tracking, out_dir, layout.stage_name(out_dir), params, main_process=main) as logger:
-        result = train(model, items, lengths, collate, loss_fn, recipe.train, out_dir, logger, tokenizer)
-        metrics["train"] = dataclasses.asdict(result)
-        if main:
-            scorer = load_scorer(layout.model(out_dir), config.model, max_length=recipe.train.max_length)
-            metrics["valid"] = validation_metrics(scorer, valid_ex)
-            logger.log({f"valid_{k}": v for k, v in metrics["valid"].items()}, step=result.steps)
-            log.info("verifier (%s): %d steps, %.0f s; valid %s", recipe.loss.value, result.steps, result.seconds,
-                     metrics["valid"])
+    result = train(model, items, lengths, collate, loss_fn, recipe.train, out_dir, logger, tokenizer)
+    metrics["train"] = dataclasses.asdict(result)
+    if main:  # the validation metrics reach metrics.jsonl and wandb with the stage's final row (run_stage)
+        scorer = load_scorer(layout.model(out_dir), config.model)
+        metrics["valid"] = validation_metrics(scorer, valid_ex)
+        log.info("verifier (%s): %d steps, %.0f s; valid %s", recipe.loss.value, result.steps, result.seconds,
+                 metrics["valid"])
     if os.path.isdir(init):
         read["init"] = Path(init)
     return artifacts.StageOutput(read, [artifacts.MODEL], metrics)

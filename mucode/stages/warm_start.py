@@ -2,7 +2,7 @@
 warm-up references (single turn). A pretrained model is its own generator 0 and skips this stage.
 
     python pipelines/warm_start.py run_dir=runs/default                  # after pipelines/prepare.py
-    python pipelines/warm_start.py run_dir=runs/default warmup.max_steps=900
+    python pipelines/warm_start.py run_dir=runs/default warmup.max_steps=900 out_dir=runs/default/warmup-900
 
 Reads run_dir/base/model (the prepare stage) and the task's warmup split; writes run_dir/warmup/model,
 metrics.jsonl, config.yaml and manifest.json. A killed run resumes from its checkpoints.
@@ -20,7 +20,7 @@ from mucode.sft import warmup_examples
 from mucode.stages import BASE, init_weights
 from mucode.stages.train_generator import fit
 from mucode.tasks import TaskConfig, load_problems
-from mucode.tracking import TrackingConfig
+from mucode.tracking import MetricLogger, TrackingConfig
 from mucode.training import TrainConfig, process_state
 
 
@@ -49,10 +49,10 @@ def run(config: WarmStartConfig) -> dict[str, Any]:
     layout = artifacts.RunLayout(config.run_dir)
     out_dir = Path(config.out_dir or layout.warmup)
 
-    def body() -> artifacts.StageOutput:
+    def body(logger: MetricLogger) -> artifacts.StageOutput:
         init = init_weights(layout, config.init, config.model)
         examples = warmup_examples(load_problems(config.task, "warmup"))
-        return fit(config, config.model, init, examples, config.warmup, out_dir, config.tracking, {})
+        return fit(config.model, init, examples, config.warmup, out_dir, logger, {})
 
     main = process_state(config.warmup).is_main_process
     return artifacts.run_stage(out_dir, config, body, main_process=main)

@@ -138,4 +138,19 @@ def load_problems(config: TaskConfig, split: str) -> list[Problem]:
     return problems if config.limit is None else problems[:config.limit]
 
 
-__all__ = ["EmbeddedConfig", "TaskConfig", "TaskName", "load_problems", "split_names"]
+def evaluation_tasks(task: TaskConfig, names: list[str]) -> dict[str, TaskConfig]:
+    """The tasks a generator is evaluated on, by name: `names` (eval.tasks), or the run's own task when
+    empty. The run's own task keeps its config (path, limit); another is loaded with its defaults."""
+    out = {}
+    for name in names or [task.name.value]:
+        if name == task.name.value:
+            out[name] = task
+        elif name == TaskName.jsonl.value:
+            raise ValueError("eval.tasks: 'jsonl' needs a task.path, so it can only be the run's own task "
+                             "(task=jsonl task.path=...)")
+        else:
+            out[name] = TaskConfig(name=TaskName(name))
+    return out
+
+
+__all__ = ["EmbeddedConfig", "TaskConfig", "TaskName", "evaluation_tasks", "load_problems", "split_names"]

@@ -29,7 +29,7 @@ from mucode.training.batching import _token_counts, lr_factor, plan_batches, tot
 from mucode.training.checkpoint import (
     CHECKPOINTS, RESULT_FILE, Position, fingerprint, finished_result, resume, save_checkpoint, save_model,
 )
-from mucode.training.config import Precision, TrainConfig, TrainResult
+from mucode.training.config import Precision, TrainConfig, TrainResult, deepspeed_file
 
 log = logging.getLogger(__name__)
 
@@ -85,7 +85,7 @@ def make_accelerator(config: TrainConfig):
 
 def deepspeed_config(config: TrainConfig, precision: Precision) -> dict[str, Any]:
     """The JSON config with this run's values filled in where it says "auto"."""
-    ds = json.loads(Path(config.deepspeed).read_text())
+    ds = json.loads(deepspeed_file(config.deepspeed).read_text())
     filled = {
         "gradient_accumulation_steps": config.grad_accum,
         "gradient_clipping": config.grad_clip,
