@@ -36,7 +36,7 @@ def _documented_commands() -> list[tuple[str, list[str]]]:
             continue
         text = doc.read_text().replace("\\\n", " ")
         for m in re.finditer(r"pipelines/(\w+)\.py([^\n`|;&]*)", text):
-            args = [a for a in shlex.split(m.group(2)) if "=" in a and not a.startswith(("$", "--"))]
+            args = [a for a in shlex.split(m.group(2), comments=True) if "=" in a and not a.startswith(("$", "--"))]
             found.append((m.group(1), [a for a in args if "$" not in a]))
     return found
 
