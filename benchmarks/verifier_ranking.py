@@ -9,7 +9,9 @@ the VALID split (never test), sampled from `--generator` at the main job's tempe
 the sandbox (public pass, and correct = public and private pass). Consecutive groups of `--n` samples of a
 problem play the N candidates of one Best-of-N step. Each scorer picks one candidate per group:
     random, pt   the expected accuracy of a uniform pick (among the public passers, for pt)
-    lv, pt+lv    the top score (pt+lv: public pass first), as mucode.search.select
+    lv, pt+lv    as mucode.search.select: the top distinct code by log sum exp(score) over its copies in the
+                 group (pt+lv: public pass first); "lv argmax", "pt+lv argmax": the paper's argmax over candidates
+    pt+cluster   public pass first, then the cluster of equal outputs on the probe calls (mucode.probes)
 Scorers: every `--verifier` (default: the run's iter*/verifier and final_verifier) and, for each `--likelihood`
 generator, the sum of its token log-probabilities of the code given the turn-1 prompt (not a learned
 verifier: the reference for how much ranking the generator itself holds). Per scorer, over the pool's
@@ -34,7 +36,8 @@ from mucode.models import ModelConfig, load_generator
 from mucode.prompts import extract_code, first_turn, format_code, problem_text, render
 from mucode.records import Problem, read_records
 from mucode.sandbox import Job, Sandbox, SandboxConfig
-from mucode.search import Selector, select
+from mucode.probes import outputs, probe_tests
+from mucode.search import Candidate, Selector, select
 from mucode.verifier import load_scorer
 
 
@@ -47,17 +50,19 @@ def generator_path(run: Path, name: str) -> str:
 
 
 def sample_pool(problems: list[Problem], generator: str, samples: int) -> list[dict]:
-    """`samples` executed turn-1 candidates per problem: {"pid", "code", "public", "correct"}."""
+    """`samples` executed turn-1 candidates per problem: {"pid", "code", "public", "correct", "outputs"}."""
     sampling = recipes.sampling()  # the main job's: temperature 0.8, 96 new tokens
     backend = open_backend(ModelConfig(), generator, sampling)
     prompts = [render(backend.tokenizer, first_turn(p)) for p in problems for _ in range(samples)]
     texts = [c.text for c in backend.generate(prompts, sampling)]
     owners = [p for p in problems for _ in range(samples)]
     codes = [extract_code(t, p.entry_point) for t, p in zip(texts, owners)]
+    tests = {p.id: probe_tests(p, recipes.evaluation().search.probes) for p in problems}
     with Sandbox(SandboxConfig()) as sandbox:
         results = sandbox.run_batch([Job.for_problem(p, c) for c, p in zip(codes, owners)])
-    return [{"pid": p.id, "code": c, "public": r.public_passed, "correct": r.passed}
-            for p, c, r in zip(owners, codes, results)]
+        probed = sandbox.run_batch([Job(c, tests[p.id]) for c, p in zip(codes, owners)])
+    return [{"pid": p.id, "code": c, "public": r.public_passed, "correct": r.passed,
+             "outputs": outputs(o) if tests[p.id] else ()} for p, c, r, o in zip(owners, codes, results, probed)]
 
 
 @torch.inference_mode()
@@ -78,16 +83,19 @@ def likelihood(generator: str, problems: dict[str, Problem], keys: list[tuple[st
 
 def selection(pool: list[dict], score: dict[tuple[str, str], float], n: int) -> dict[str, float]:
     """Accuracy of each selector over the pool's groups of n candidates."""
-    acc: dict[str, list[float]] = {s.value: [] for s in Selector}
+    argmax = (Selector.lv, Selector.pt_lv)
+    acc: dict[str, list[float]] = {k: [] for k in [s.value for s in Selector] + [f"{s.value} argmax" for s in argmax]}
     for start in range(0, len(pool) - n + 1, n):
         group = pool[start:start + n]
         passing = [c for c in group if c["public"]] or group
         acc["random"].append(statistics.mean(c["correct"] for c in group))
         acc["pt"].append(statistics.mean(c["correct"] for c in passing))
-        scores = [score[(c["pid"], c["code"])] for c in group]
-        public = [c["public"] for c in group]
-        for sel in (Selector.lv, Selector.pt_lv):
-            acc[sel.value].append(float(group[select(sel, public, scores, None)]["correct"]))
+        cands = [Candidate(c["code"], c["public"], c["correct"], "", score[(c["pid"], c["code"])],
+                           tuple(c.get("outputs", ()))) for c in group]
+        for sel in (Selector.lv, Selector.pt_lv, Selector.pt_cluster):
+            acc[sel.value].append(float(cands[select(sel, cands, None)].correct))
+        for sel in argmax:
+            acc[f"{sel.value} argmax"].append(float(cands[select(sel, cands, None, aggregate=False)].correct))
     return {k: statistics.mean(v) for k, v in acc.items()}
 
 

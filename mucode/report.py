@@ -10,8 +10,9 @@ into a `Summary` and writes into run_dir:
     summary.json   Summary.to_json(): run_dir, wall_seconds, stage_seconds {stage: s}, verifier (the final
                    one: auc, accuracy, ...), verifiers, generators (base, iter1, ...: eval metrics), rollouts,
                    tasks (another task of eval.tasks -> its generators, when there is one)
-    report.md      Table 1 (generators x greedy / BoN per selector, final turn, as in the muCode paper),
-                   Table 3 (selector ablation by turn, final generator), pass@k (each once per evaluated
+    report.md      Table 1 (generators x greedy / BoN per selector, final turn, as in the muCode paper,
+                   whose four selectors come with pt+cluster beside them), Table 3 (selector ablation by
+                   turn, final generator), pass@k (each once per evaluated
                    task: the run's own, then every other of eval.tasks), verifier metrics,
                    rollout fix share per iteration, stage times
     *.png          accuracy_vs_iteration (greedy and pt+lv BoN per generator), accuracy_vs_turn (every
@@ -25,7 +26,8 @@ every file is written atomically.
 
 Limits: the "verifier" block is the final verifier's held-out metrics (else the last iteration's);
 accuracies are shown in percent with one decimal. A metric the manifests do not hold is left out of
-summary.json (an undefined one, NaN, is null).
+summary.json (an undefined one, NaN, is null); a selector an older eval did not run (pt+cluster) is shown
+as missing.
 """
 
 from __future__ import annotations
@@ -320,7 +322,7 @@ def generator_tables(generators: dict[str, GeneratorResult], task: str | None = 
     on = final.extra.get("task")
     shape = (f"BoN with S={final.searches or '?'} searches x N={final.candidates or '?'} candidates, "
              f"T={final.turns or '?'} turns, on {final.problems or '?'} {final.split or ''} problems"
-             + (f" of {on}" if on else ""))
+             + (f" of {on}" if on else "") + _selection_note(final.extra.get("aggregate")))
     lines = [f"{head}Table 1: accuracy by generator (final turn, %)", "", shape + ".", ""]
     lines += _table(["Generator", "Greedy", *(f"BoN {s.value}" for s in Selector)],
                     [[n, fmt_pct(g.greedy.accuracy), *(fmt_pct(g.bon_accuracy(s)) for s in Selector)]
@@ -330,7 +332,8 @@ def generator_tables(generators: dict[str, GeneratorResult], task: str | None = 
     turns = max(len(by_turn) for _, by_turn in series)
     lines += ["", f"{head}Table 3: selector ablation for {final_name}, accuracy by turn (%)", ""]
     lines += _table(["Selector", *(f"Turn {t}" for t in range(1, turns + 1))],
-                    [[name, *(fmt_pct(v) for v in by_turn)] for name, by_turn in series])
+                    [[name, *(fmt_pct(v) for v in by_turn), *[MISSING] * (turns - len(by_turn))]
+                     for name, by_turn in series])
     with_k = {n: g.pass_at_k for n, g in generators.items() if g.pass_at_k and g.pass_at_k.by_turn}
     if with_k:
         ks = max((p.k for p in with_k.values()), key=len)
@@ -338,6 +341,14 @@ def generator_tables(generators: dict[str, GeneratorResult], task: str | None = 
         lines += _table(["Generator", *(f"pass@{k}" for k in ks)],
                         [[n, *(fmt_pct(v) for v in p.by_turn[-1])] for n, p in with_k.items()])
     return lines + [""]
+
+
+def _selection_note(aggregate: bool | None) -> str:
+    """How lv and pt+lv picked, when the eval recorded it (older summaries did not: argmax)."""
+    if aggregate is None:
+        return ""
+    return ("; lv and pt+lv summed over identical codes" if aggregate
+            else "; lv and pt+lv: the paper's argmax over candidates")
 
 
 def run_tables(summary: Summary) -> list[str]:

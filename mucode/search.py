@@ -2,10 +2,17 @@
 
 For each problem, S independent searches. At each turn a search samples N candidates from its state,
 runs the public tests, and picks one with a selector:
-    random   uniformly
-    pt       uniformly among the candidates that pass the public tests (all, if none does)
-    lv       the highest verifier score
-    pt+lv    public pass first, then verifier score (the paper's best)
+    random      uniformly (so a code with probability count/N: how often it was sampled)
+    pt          uniformly among the candidates that pass the public tests (all, if none does)
+    lv          the verifier's pick among the distinct codes, each scored log sum exp(score) over its
+                copies among the N (= score + log count; `select` says why)
+    pt+lv       public pass first, then lv (the paper's best)
+    pt+cluster  public pass first, then execution clustering: the candidates grouped by their outputs on
+                probe calls made from the public tests (mucode.probes), the cluster with the most
+                verifier mass log sum exp(score) (without a verifier: the largest), then lv within it
+With search.aggregate=false, lv and pt+lv are the paper's argmax over the N candidates (first index on
+ties), as in the paper's Table 3. pt+cluster runs each distinct code once more in the sandbox, on its
+probe calls only (public inputs; never a private test).
 It stops at the first turn whose pick passes the public tests; it is correct iff that pick also
 passes the private tests. Otherwise the pick and its public feedback extend the state. Greedy is
 N = 1 at temperature 0 with the same stop rule. Private-test results never enter a prompt.
@@ -22,6 +29,7 @@ compared on common random numbers, and each (problem, code) is executed and scor
 from __future__ import annotations
 
 import dataclasses
+import math
 import random
 import time
 from collections import defaultdict
@@ -30,6 +38,7 @@ from enum import Enum
 
 from mucode.generation import Backend, SamplingConfig
 from mucode.metrics import pass_at_k
+from mucode.probes import outputs, probe_tests
 from mucode.prompts import extract_code, first_turn, next_turn, render
 from mucode.records import Message, Problem
 from mucode.sandbox import Job, Sandbox
@@ -42,19 +51,66 @@ class Selector(str, Enum):
     pt = "pt"
     lv = "lv"
     pt_lv = "pt+lv"
+    pt_cluster = "pt+cluster"
 
 
-def select(selector: Selector, public_pass: list[bool], scores: list[float], rng: random.Random) -> int:
-    """Index of the candidate `selector` picks (first index on ties for lv and pt+lv)."""
-    n = len(public_pass)
+@dataclass
+class Candidate:
+    code: str
+    public_pass: bool
+    correct: bool
+    feedback: str
+    score: float
+    outputs: tuple[str, ...] = ()
+    """Its signature on the probe calls (mucode.probes.outputs); () when not run: one cluster."""
+
+
+def select(selector: Selector, candidates: list[Candidate], rng: random.Random, aggregate: bool = True) -> int:
+    """Index of the candidate `selector` picks among one turn's candidates (never reads `correct`).
+
+    lv and pt+lv with `aggregate` score each distinct code by log sum_copies exp(score), i.e. score + log
+    count for identical copies (LEVER's aggregation over equal programs, in log space), and pick its first
+    copy; ties go to the more frequent code, then to the first. Why this rule:
+      - a constant verifier (or none: scores 0) becomes a majority vote over identical codes;
+      - a verifier at chance, whose score of each distinct code is independent noise, no longer ignores
+        multiplicity: with standard Gumbel noise, argmax(score + log count) picks each code with probability
+        count/N, exactly what random does (the Gumbel-max identity), where the argmax over candidates picks
+        each distinct code equally often and loses to random whenever the frequent codes are the right ones;
+      - it is invariant to a shift of all scores, which a Bradley-Terry verifier does not fix (a sum of
+        sigmoid(score), the other LEVER form, is not);
+      - a verifier whose correct codes lead the wrong ones by more than log N picks as before (a lead below
+        log N can be outvoted by a wrong code sampled more often: the price of using multiplicity).
+    Without `aggregate`: the paper's argmax over the candidates, first index on ties.
+    pt+cluster: among the public passers (all, if none), clusters of equal `outputs`, the one with the
+    largest log sum exp(score) over its candidates (= the largest cluster for equal scores; ties: more
+    members, then first), then the aggregated lv pick inside it.
+    """
+    n = len(candidates)
     if selector is Selector.random:
         return rng.randrange(n)
+    passing = [i for i, c in enumerate(candidates) if c.public_pass]
     if selector is Selector.pt:
-        passing = [i for i in range(n) if public_pass[i]]
         return rng.choice(passing or list(range(n)))
-    if selector is Selector.lv:
-        return max(range(n), key=lambda i: (scores[i], -i))
-    return max(range(n), key=lambda i: (public_pass[i], scores[i], -i))
+    pool = list(range(n)) if selector is Selector.lv else passing or list(range(n))
+    if selector is Selector.pt_cluster:
+        pool = _heaviest(candidates, pool, lambda c: c.outputs)
+    elif not aggregate:
+        return max(pool, key=lambda i: (candidates[i].score, -i))
+    return _heaviest(candidates, pool, lambda c: c.code)[0]
+
+
+def _heaviest(candidates: list[Candidate], pool: list[int], key) -> list[int]:
+    """The members (in order) of the group of `pool` by `key` with the largest log sum exp(score); ties:
+    more members, then the group seen first."""
+    groups: dict = {}
+    for i in pool:
+        groups.setdefault(key(candidates[i]), []).append(i)
+    return max(groups.values(), key=lambda g: (_logsumexp([candidates[i].score for i in g]), len(g), -g[0]))
+
+
+def _logsumexp(scores: list[float]) -> float:
+    top = max(scores)
+    return top + math.log(sum(math.exp(s - top) for s in scores))
 
 
 @dataclass
@@ -71,10 +127,18 @@ class SearchConfig:
     """Sampling of candidates (temperature 0 and candidates 1 = greedy)."""
     seed: int = 0
     """Seed of sampling and of the random selectors."""
+    aggregate: bool = True
+    """lv and pt+lv score each distinct code by log sum exp(score) over its copies among the N (score + log
+    count; see `select`); false = the paper's argmax over the N candidates."""
+    probes: int = 8
+    """pt+cluster: probe calls derived from the public tests' calls, beside those calls (mucode.probes);
+    0 = the public calls only."""
 
     def __post_init__(self) -> None:
         if min(self.searches, self.candidates, self.turns) < 1:
             raise ValueError("search.searches, search.candidates and search.turns must be >= 1")
+        if self.probes < 0:
+            raise ValueError(f"search.probes={self.probes} must be >= 0 (0 = only the public tests' calls)")
 
 
 @dataclass
@@ -107,15 +171,6 @@ class EvalRecipe:
 
 
 @dataclass
-class Candidate:
-    code: str
-    public_pass: bool
-    correct: bool
-    feedback: str
-    score: float
-
-
-@dataclass
 class SearchState:
     """One search of one selector: its current state and, once stopped, its outcome per turn."""
 
@@ -141,16 +196,17 @@ def run_searches(problems: list[Problem], backend: Backend, sandbox: Sandbox, sc
     searches = [SearchState(p, s, sel, first_turn(p)) for p in problems for s in range(config.searches)
                 for sel in selectors]
     cache: dict[tuple[str, str], tuple[bool, bool, str]] = {}
+    signatures: dict[tuple[str, str], tuple[str, ...]] = {}
     for turn in range(config.turns):
         live = [s for s in searches if not s.stopped]
         if not live:
             break
         groups = _group_by_state(live)
-        candidates = _sample(groups, backend, sandbox, scorer, config, turn, cache)
+        candidates = _sample(groups, backend, sandbox, scorer, config, turn, cache, signatures)
         for key, members in groups.items():
             cands = candidates[key]
             for s in members:
-                pick = cands[select(s.selector, [c.public_pass for c in cands], [c.score for c in cands], rng)]
+                pick = cands[select(s.selector, cands, rng, config.aggregate)]
                 s.picks.append(pick)
                 s.stopped = pick.public_pass
                 if not s.stopped:
@@ -167,26 +223,33 @@ def _group_by_state(live: list[SearchState]) -> dict[tuple, list[SearchState]]:
 
 
 def _sample(groups: dict[tuple, list[SearchState]], backend: Backend, sandbox: Sandbox, scorer: Scorer | None,
-            config: SearchConfig, turn: int, cache: dict) -> dict[tuple, list[Candidate]]:
-    """N candidates per unique state, executed (public + private) and scored, each code once."""
+            config: SearchConfig, turn: int, cache: dict, signatures: dict) -> dict[tuple, list[Candidate]]:
+    """N candidates per unique state, executed (public + private) and scored, each code once; a code
+    sampled for a pt+cluster search also runs its problem's probe calls once (public inputs only)."""
     keys = list(groups)
     prompts = [render(backend.tokenizer, groups[k][0].state) for k in keys for _ in range(config.candidates)]
     sampling = _turn_sampling(config, turn)
     completions = backend.generate(prompts, sampling)
-    codes = [extract_code(c.text, groups[keys[i // config.candidates]][0].problem.entry_point)
-             for i, c in enumerate(completions)]
-    problems = [groups[keys[i // config.candidates]][0].problem for i in range(len(codes))]
+    owners = [keys[i // config.candidates] for i in range(len(completions))]
+    problems = [groups[k][0].problem for k in owners]
+    codes = [extract_code(c.text, p.entry_point) for c, p in zip(completions, problems)]
     todo = {(p.id, c): (p, c) for p, c in zip(problems, codes) if (p.id, c) not in cache}
-    jobs = [Job.for_problem(p, c) for p, c in todo.values()]
-    for key, r in zip(todo, sandbox.run_batch(jobs)):
+    clustered = {k for k in keys if any(s.selector is Selector.pt_cluster for s in groups[k])}
+    tests = {p.id: probe_tests(p, config.probes) for p in {groups[k][0].problem.id: groups[k][0].problem
+                                                          for k in clustered}.values()}
+    to_probe = {(p.id, c): (p, c) for k, p, c in zip(owners, problems, codes)
+                if k in clustered and tests[p.id] and (p.id, c) not in signatures}
+    probe_jobs = [Job(c, tests[p.id]) for p, c in to_probe.values()]  # every probe public, no private test
+    results = sandbox.run_batch([Job.for_problem(p, c) for p, c in todo.values()] + probe_jobs)
+    for key, r in zip(todo, results):
         public = r.public_passed
         cache[key] = (public, public and r.private_passed, "" if public else r.feedback)
+    signatures.update(zip(to_probe, map(outputs, results[len(todo):])))
     scores = scorer.scores(zip(problems, codes)) if scorer is not None else {}
     out: dict[tuple, list[Candidate]] = {}
-    for i, (p, c) in enumerate(zip(problems, codes)):
-        public, correct, feedback = cache[(p.id, c)]
-        out.setdefault(keys[i // config.candidates], []).append(
-            Candidate(c, public, correct, feedback, scores.get((p.id, c), 0.0)))
+    for k, p, c in zip(owners, problems, codes):
+        out.setdefault(k, []).append(
+            Candidate(c, *cache[(p.id, c)], scores.get((p.id, c), 0.0), signatures.get((p.id, c), ())))
     return out
 
 
@@ -244,6 +307,7 @@ def search_metrics(problems: list[Problem], backend: Backend, sandbox: Sandbox, 
         "greedy": summarize(greedy, [Selector.pt], turns)[Selector.pt.value],
         "bon": summarize(bon, selectors, turns),
         "pass_at_k": pass_at_k_by_turn([s for s in bon if s.selector is Selector.random], turns),
+        "aggregate": search.aggregate, "probes": search.probes,
     }
     if candidates_sweep:
         sweep_start = time.perf_counter()
@@ -273,7 +337,8 @@ def problem_rows(problems: list[Problem], greedy: list[SearchState], bon: list[S
              "bon": {sel: sum(v) / len(v) for sel, v in shares[p.id].items()}} for p in problems]
 
 
-def answers(searches: list[SearchState], selector: Selector, rng: random.Random) -> list[dict]:
+def answers(searches: list[SearchState], selector: Selector, rng: random.Random, aggregate: bool = True
+            ) -> list[dict]:
     """One row per problem: the selector's choice among its searches' final picks (pure but for rng)."""
     by_problem: dict[str, list[SearchState]] = defaultdict(list)
     for s in searches:
@@ -281,7 +346,7 @@ def answers(searches: list[SearchState], selector: Selector, rng: random.Random)
     rows = []
     for pid, mine in by_problem.items():
         finals = [s.picks[-1] for s in mine]
-        best = mine[select(selector, [c.public_pass for c in finals], [c.score for c in finals], rng)]
+        best = mine[select(selector, finals, rng, aggregate)]
         pick = best.picks[-1]
         rows.append({"id": pid, "code": pick.code, "turn": len(best.picks), "public_pass": pick.public_pass,
                      "score": pick.score, "feedback": pick.feedback})

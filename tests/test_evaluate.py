@@ -5,6 +5,7 @@ import pytest
 import mucode.stages.evaluate as ev
 import mucode.stages.solve as sv
 from mucode.generation import SamplingConfig
+from mucode.probes import probe_tests
 from mucode.records import Problem, write_records
 from mucode.sandbox import Sandbox, SandboxConfig
 from mucode.search import Candidate, EvalRecipe, SearchConfig, SearchState, Selector, pass_at_k_by_turn
@@ -61,19 +62,33 @@ def test_evaluate_writes_the_manifest_shape_and_skips_when_complete(tmp_path, ti
     out = tmp_path / "eval" / "iter1"
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["complete"] and manifest["metrics"] == json.loads(json.dumps(metrics))
-    for block in [metrics["greedy"], *(metrics["bon"][s] for s in ("random", "pt", "lv", "pt+lv"))]:
+    for block in [metrics["greedy"], *(metrics["bon"][s] for s in ("random", "pt", "lv", "pt+lv", "pt+cluster"))]:
         assert len(block["by_turn"]) == 2 and block["accuracy"] == block["by_turn"][-1]
         assert all(0.0 <= v <= 1.0 for v in block["by_turn"])
-    assert set(metrics["bon"]) == {"random", "pt", "lv", "pt+lv"}
+    assert set(metrics["bon"]) == {"random", "pt", "lv", "pt+lv", "pt+cluster"}
+    assert metrics["aggregate"] is True and metrics["probes"] == SEARCH.probes
     assert metrics["pass_at_k"]["k"] == [1, 2] and len(metrics["pass_at_k"]["by_turn"]) == 2
     assert metrics["bon_by_n"]["n"] == [1] and metrics["tokens_per_s"] > 0 and metrics["verifier"]
     rows = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
     assert [r["id"] for r in rows] == [p.id for p in problems]
     _check_no_private_test_in_prompts(recorded["prompts"], problems)
-    # turn 1: greedy 3 problems x 1; BoN 3 x 2 searches x 2 candidates, shared by the four selectors; sweep N=1: 3 x 2
+    _check_selection_runs_no_private_test(recorded["jobs"], problems)
+    # turn 1: greedy 3 problems x 1; BoN 3 x 2 searches x 2 candidates, shared by the five selectors; sweep N=1: 3 x 2
     assert sum(prompt.count("<|user|>") == 1 for prompt in recorded["prompts"]) == 3 + 3 * 2 * 2 + 3 * 2
     generated = len(recorded["prompts"])
     assert evaluate(config) == {"embedded": manifest["metrics"]} and len(recorded["prompts"]) == generated  # skipped
+
+
+def _check_selection_runs_no_private_test(jobs, problems):
+    """Each job is a code's scoring run (Job.for_problem: public tests first, then private) or its
+    pt+cluster probe run, made from public tests only; each code is probed at most once."""
+    scoring = {(tuple(p.tests), len(p.public_tests)) for p in problems}
+    probes = {tuple(probe_tests(p, SEARCH.probes)) for p in problems}
+    private = {t for p in problems for t in p.private_tests}
+    probed = [job for job in jobs if tuple(job.tests) in probes]
+    assert probed and all(job.n_public is None and not set(job.tests) & private for job in probed)
+    assert all((tuple(job.tests), job.n_public) in scoring for job in jobs if job not in probed)
+    assert len({(job.program, tuple(job.tests)) for job in probed}) == len(probed)
 
 
 def test_evaluate_names_missing_inputs(tmp_path, tiny_model_dir):

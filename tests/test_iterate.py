@@ -61,7 +61,7 @@ def test_main_job_runs_every_stage_writes_the_report_and_skips_when_done(mini_ru
     report = (tmp_path / "report.md").read_text()
     assert "## Table 1" in report and "## humaneval: Table 1" in report and "problems of embedded" in report
     for g in [*summary["generators"].values(), *summary["tasks"]["humaneval"].values()]:
-        assert len(g["greedy"]["by_turn"]) == 2 and set(g["bon"]) == {"random", "pt", "lv", "pt+lv"}
+        assert len(g["greedy"]["by_turn"]) == 2 and set(g["bon"]) == {"random", "pt", "lv", "pt+lv", "pt+cluster"}
         assert all(0 <= b["accuracy"] <= 1 for b in g["bon"].values())
     assert set(summary["verifier"]) >= {"auc", "accuracy"} and summary["wall_seconds"] > 0
     evaluated_with = artifacts.read_manifest(tmp_path / "eval" / "base")["metrics"]["verifier"]
@@ -92,7 +92,8 @@ FINAL_ROW = {
     "iter1/relabel": {"episodes", "examples", "multi_turn_examples"},
     "iter1/sft": {"train/steps", "examples"},
     **{f"eval/{g}": {"greedy/accuracy", "greedy/by_turn/1", "greedy/by_turn/2", "pass_at_k/by_turn/2/1",
-                     *(f"bon/{s}/{k}" for s in ("random", "pt", "lv", "pt+lv") for k in ("accuracy", "by_turn/2"))}
+                     *(f"bon/{s}/{k}" for s in ("random", "pt", "lv", "pt+lv", "pt+cluster")
+                       for k in ("accuracy", "by_turn/2"))}
        for g in ("base", "iter1")},
 }
 

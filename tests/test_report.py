@@ -15,14 +15,15 @@ from mucode.search import Selector
 from mucode.stages.report import ReportConfig, run
 
 
-def _eval(greedy, bon, turns=3):
+def _eval(greedy, bon, turns=3, **recorded):
     """Eval metrics shaped like the evaluate stage's (mucode.search.search_metrics): final-turn
-    accuracy = by_turn[-1]."""
+    accuracy = by_turn[-1]. Without pt+cluster in `bon`: an eval from before it existed."""
     by_turn = lambda acc: [acc * (t + 1) / turns for t in range(turns)]  # noqa: E731
     return {"greedy": {"accuracy": greedy, "by_turn": by_turn(greedy)},
             "bon": {s: {"accuracy": a, "by_turn": by_turn(a)} for s, a in bon.items()},
             "pass_at_k": {"k": [1, 2], "by_turn": [[0.1, 0.2], [0.2, 0.3], [0.3, 0.456]]},
-            "searches": 2, "candidates": 4, "turns": turns, "problems": 500, "split": "test", "tokens_per_s": 900.0}
+            "searches": 2, "candidates": 4, "turns": turns, "problems": 500, "split": "test", "tokens_per_s": 900.0,
+            **recorded}
 
 
 def _stage(root, name, metrics, seconds):
@@ -42,7 +43,8 @@ def _run(tmp_path):
         _stage(root, f"iter{i}/sft", {}, 40.0)
     _stage(root, "final_verifier", {"valid": {"auc": 0.8123, "accuracy": 0.7777, "ece": 0.05}}, 25.0)
     _stage(root, "eval/base", _eval(0.2, {"random": 0.25, "pt": 0.3, "lv": 0.28, "pt+lv": 0.35}), 50.0)
-    _stage(root, "eval/iter2", _eval(0.379, {"random": 0.375, "pt": 0.494, "lv": 0.433, "pt+lv": 0.511}), 55.0)
+    _stage(root, "eval/iter2", _eval(0.379, {"random": 0.375, "pt": 0.494, "lv": 0.433, "pt+lv": 0.511,
+                                              "pt+cluster": 0.5}, aggregate=True), 55.0)
     _stage(root, "eval/iter1", _eval(0.3, {"random": 0.3, "pt": 0.4, "lv": 0.35, "pt+lv": 0.45}), 52.0)
     return root
 
@@ -60,10 +62,13 @@ def test_report_builds_summary_tables_and_plots_from_manifests(tmp_path):
     assert summary["rollouts"]["iter2"]["fix_share"] == 0.375
     report = (root / "report.md").read_text()
     table1 = report.split("## Table 1")[1].split("##")[0]
-    assert "| iter2 | 37.9 | 37.5 | 49.4 | 43.3 | 51.1 |" in table1
+    assert "| iter2 | 37.9 | 37.5 | 49.4 | 43.3 | 51.1 | 50.0 |" in table1
+    assert "| base | 20.0 | 25.0 | 30.0 | 28.0 | 35.0 | \u2014 |" in table1  # an eval before pt+cluster
+    assert "BoN pt+cluster |" in table1 and "lv and pt+lv summed over identical codes" in table1
     assert table1.index("| base |") < table1.index("| iter1 |") < table1.index("| iter2 |")
     table3 = report.split("## Table 3")[1].split("##")[0]
     assert "iter2" in table3 and "| pt+lv | 17.0 | 34.1 | 51.1 |" in table3
+    assert "| pt+cluster | 16.7 | 33.3 | 50.0 |" in table3
     assert "45.6" in report  # pass@2 at the final turn
     assert "0.812" in report and "37.5" in report  # verifier AUC, iteration 2's fix share
     assert "| wall | 812.5 |" in report
@@ -82,6 +87,14 @@ def test_report_reads_wall_time_and_plots_accuracy_vs_n_when_recorded(tmp_path):
     assert summary.wall_seconds == 999.0
     assert summary.generators["iter2"].bon_by_n.accuracy == [0.3, 0.4, 0.511]
     assert (root / "accuracy_vs_n.png").is_file() and not (root / "pass_at_k.png").exists()
+
+
+def test_table_3_of_an_eval_from_before_pt_cluster_marks_it_missing(tmp_path):
+    root = _run(tmp_path)
+    _stage(root, "eval/iter2", _eval(0.379, {"random": 0.375, "pt": 0.494, "lv": 0.433, "pt+lv": 0.511}), 55.0)
+    write_report(root)
+    table3 = (root / "report.md").read_text().split("## Table 3")[1].split("##")[0]
+    assert "| pt+cluster | \u2014 | \u2014 | \u2014 |" in table3
 
 
 def test_report_of_a_run_without_evaluations(tmp_path):
@@ -115,7 +128,10 @@ def test_summary_read_round_trips_write_report(tmp_path):
     assert isinstance(iter2, GeneratorResult) and list(iter2.bon) == list(Selector)
     assert iter2.bon[Selector.pt_lv].accuracy == 0.511 and iter2.bon_accuracy(Selector.pt) == 0.494
     assert iter2.greedy.by_turn[-1] == 0.379 and iter2.pass_at_k.k == [1, 2] and iter2.turns == 3
-    assert iter2.extra == {"tokens_per_s": 900.0}
+    assert iter2.extra == {"tokens_per_s": 900.0, "aggregate": True}
+    base = summary.generators["base"]  # an older summary: the paper's four selectors only
+    assert list(base.bon) == [Selector.random, Selector.pt, Selector.lv, Selector.pt_lv]
+    assert base.bon_accuracy(Selector.pt_cluster) is None
     assert summary.verifier.auc == 0.8123 and summary.verifiers["iter1"].auc == 0.71
     assert summary.rollouts["iter2"].fix_share == 0.375 and summary.stage_seconds["iter1/rollouts"] == 31.0
     assert summary.to_json() == json.loads((root / "summary.json").read_text())

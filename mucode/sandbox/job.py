@@ -7,7 +7,7 @@ into an ``ExecResult``, ``cli.py`` reads jobs from JSONL. All of it is re-export
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import Enum
 from typing import TYPE_CHECKING
 
@@ -113,6 +113,10 @@ class ExecResult:
     feedback: str
     duration_s: float
     n_public: int | None = None
+    test_feedback: list[str] = field(default_factory=list)
+    """Per test, in order: what a failing public test reported ("Failed: f(3) == 4\nf(3) returned 5", or
+    the exception it raised); "" for a passed, private or unfinished test. What execution clustering
+    reads (mucode.probes): a test's call and its value, for every public test, not only the first failing."""
 
     @property
     def passed(self) -> bool:

@@ -20,13 +20,15 @@ def verdict(facts: dict, job: Job, config: SandboxConfig) -> ExecResult:
     passed = [bool(r[0]) for r in results] + [False] * (n - len(results))
     timeout = job.timeout_s or config.timeout_s
     limit = _limit(facts)
+    texts = [str(r[2]) if j < n_public else "" for j, r in enumerate(results)] + [""] * (n - len(results))
 
-    def result(status: Status, feedback: str, tests: list[bool] = passed) -> ExecResult:
+    def result(status: Status, feedback: str, tests: list[bool] = passed, per_test: list[str] = texts
+               ) -> ExecResult:
         text = clip(feedback, config.max_feedback_chars)
-        return ExecResult(status, tests, text, round(facts["duration_s"], 4), n_public)
+        return ExecResult(status, tests, text, round(facts["duration_s"], 4), n_public, per_test)
 
     if facts["tampered"]:
-        return result(Status.FAILED, "Failed: the program tampered with the test harness", [False] * n)
+        return result(Status.FAILED, "Failed: the program tampered with the test harness", [False] * n, [""] * n)
     if facts["done"] and all(passed):
         return result(Status.PASSED, "")
     if not facts["loaded"]:

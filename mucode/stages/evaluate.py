@@ -13,11 +13,17 @@ folder per task: the run's own task (`task`) in eval/<name>, another task in eva
 its problems in problems-<task>/ (written by the prepare stage). The metrics are
 mucode.search.search_metrics. A complete folder is skipped.
 
-Without a verifier (verifier=null) every score is 0: lv takes the first candidate and pt+lv equals pt
-with first-index ties. Private-test results never enter a prompt (mucode.search). The four selectors
-share turn 1 but usually part ways after it, so BoN makes up to S*N*(1 + 4*(T-1)) generations per
-problem when nothing passes; on a small CPU budget, cut `eval.limit` or S before N
-(benchmarks/README.md has the measured costs).
+Selectors (mucode.search): random, pt, lv, pt+lv (the paper's four) and pt+cluster. lv and pt+lv score
+each distinct code by log sum exp(score) over its identical copies (`eval.search.aggregate=false`: the
+paper's argmax over the candidates); pt+cluster groups the public passers (all candidates, if none) by
+their outputs on calls made from the public tests (mucode.probes), so each distinct code it sees runs
+once more in the sandbox, on those calls only. Without a verifier (verifier=null) every score is 0: lv
+is a majority vote over identical codes (with aggregate=false: the first candidate), pt+lv the same
+among the public passers, pt+cluster picks the largest output cluster. The metrics record `aggregate`
+and `probes`. Private tests only score a pick: their results never enter a prompt or a selection
+(mucode.search). The five selectors share turn 1 but usually part ways after it, so BoN makes up to
+S*N*(1 + 5*(T-1)) generations per problem when nothing passes; on a small CPU budget, cut `eval.limit`
+or S before N (benchmarks/README.md has the measured costs, taken with the four selectors).
 """
 
 from __future__ import annotations
@@ -55,7 +61,7 @@ class EvaluateConfig:
     generator: Optional[str] = None
     """A model folder or Hub id to evaluate instead of the run's generator named by `name`."""
     verifier: Optional[str] = FINAL
-    """The verifier model folder that scores candidates (lv, pt+lv); "final" = the run's final verifier
+    """The verifier model folder that scores candidates (lv, pt+lv, pt+cluster); "final" = the run's final verifier
     (final_verifier/, else the last iteration's); null = no verifier (scores 0)."""
     out_dir: Optional[str] = None
     """Where config.yaml, results.jsonl and manifest.json go; null = run_dir/eval/<name> (another task

@@ -48,7 +48,8 @@ class SolveConfig:
     out: str = "solutions.jsonl"
     """Output JSONL: per problem id, code, turn, public_pass, score."""
     selector: Optional[Selector] = None
-    """random, pt, lv or pt_lv (= pt+lv); null = pt_lv with a verifier, pt without."""
+    """random, pt, lv, pt_lv (= pt+lv) or pt_cluster (= pt+cluster: by outputs on the public inputs; the
+    verifier weighs the clusters when there is one); null = pt_lv with a verifier, pt without."""
     verifier_batch_size: int = 64
     """Candidates per verifier forward batch."""
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -84,7 +85,7 @@ def run(config: SolveConfig, scorer: Scorer | None = None) -> Path:
         scorer = load_scorer(verifier, config.model, batch_size=config.verifier_batch_size)
     with Sandbox(config.sandbox) as sandbox:
         searches = run_searches(problems, backend, sandbox, scorer, config.search, [config.selector])
-    rows = answers(searches, config.selector, random.Random(config.search.seed))
+    rows = answers(searches, config.selector, random.Random(config.search.seed), config.search.aggregate)
     if scorer is None:
         for r in rows:
             r["score"] = None

@@ -38,3 +38,11 @@ def test_a_forged_report_fails_every_test():
                 Job("", ["assert True"]), SandboxConfig())
     assert r.status == Status.FAILED and r.tests_passed == [False]
     assert r.feedback == "Failed: the program tampered with the test harness"
+
+
+def test_per_test_feedback_for_every_public_test_and_never_a_private_one():
+    results = [[True, False, ""], [False, False, "Failed: f(2)\nf(2) returned 5"], [False, False, "private text"]]
+    r = verdict(facts(results=results, done=True), Job("", ["a", "b", "c", "d"], n_public=2), SandboxConfig())
+    assert r.test_feedback == ["", "Failed: f(2)\nf(2) returned 5", "", ""]
+    assert verdict(facts(results=results, done=True, tampered=True), Job("", ["a", "b", "c"]),
+                   SandboxConfig()).test_feedback == ["", "", ""]
