@@ -9,8 +9,11 @@ cards' metrics.
 
 A folder is a `save_pretrained` folder (safetensors) that loads with the Auto classes: the generator
 with AutoModelForCausalLM, its tokenizer with the chat template and a generation_config whose eos is
-the end-of-turn token; the verifier with AutoModelForSequenceClassification (num_labels=1, score at
-the input's last token: its pad token is not eos). README.md is the model card: YAML metadata
+the end-of-turn token; a scalar-head verifier with AutoModelForSequenceClassification (num_labels=1,
+score at the input's last token: its pad token is not eos); an LM-head verifier (ratio, likelihood:
+mucode.lm_verifier) with AutoModelForCausalLM, with its mucode_verifier.json and, for ratio, its
+reference model in `reference/` (or named by Hub id when the reference is a Hub model); its card
+shows how to compute the score with transformers alone. README.md is the model card: YAML metadata
 (base_model, datasets, tags, license, model-index from summary.json) and the body rendered from
 mucode/templates/<kind>_card.md (Jinja, huggingface_hub.ModelCard.from_template): intro, results,
 usage, recipe, resolved configs.
@@ -32,6 +35,7 @@ from pathlib import Path
 
 from mucode import artifacts
 from mucode.artifacts import RunLayout
+from mucode.lm_verifier import REFERENCE, SavedHead, VerifierHead
 from mucode.models import SMOLLM2, TINY, DType, ModelConfig, end_of_turn, load_verifier
 from mucode.prompts import INSTRUCTION, RETRY
 from mucode.report import Summary, VerifierResult, finite, fmt_num, fmt_pct, fmt_pcts
@@ -114,9 +118,20 @@ def save_generator(source: Path, out: Path) -> None:
 
 
 def save_verifier(source: Path, out: Path) -> None:
-    """Verifier (scalar head, num_labels=1) + tokenizer with a pad token, as safetensors."""
+    """Verifier + tokenizer as safetensors: a scalar head (num_labels=1, with a pad token that is not eos),
+    or an LM head (a causal LM, its head file, and a ratio head's reference in `reference/` unless the
+    reference is a Hub id)."""
     from transformers import AutoConfig
 
+    head = SavedHead.read(source)
+    if head.head is not VerifierHead.scalar:
+        save_generator(source, out)
+        reference = head.reference
+        if head.head is VerifierHead.ratio and Path(ref := head.reference_path(source)).is_dir():
+            save_generator(Path(ref), out / REFERENCE)
+            reference = REFERENCE
+        SavedHead(head.head, head.beta, reference).write(out)
+        return
     archs = AutoConfig.from_pretrained(source).architectures or []
     if not any(a.endswith("ForSequenceClassification") for a in archs):  # load_verifier would add a fresh head
         raise ValueError(f"{source}: not a verifier (architectures {archs}); "
@@ -171,6 +186,11 @@ def model_card(source: Source, facts: RunFacts, summary: Summary, repo_id: str |
     from huggingface_hub import ModelCard, ModelCardData
 
     generator = source.kind == GENERATOR
+    head = SavedHead(VerifierHead.scalar) if generator else SavedHead.read(source.model_dir)
+    reference = None  # how the card's snippet loads a ratio head's reference
+    if head.head is VerifierHead.ratio:
+        local = Path(head.reference_path(source.model_dir)).is_dir()
+        reference = f'repo, subfolder="{REFERENCE}"' if local else f'"{head.reference}"'
     name = repo_id.split("/")[-1] if repo_id else f"mucode-{facts.run_name}-{source.kind}"
     hub_id, dataset = DATASETS.get(facts.task or "", (None, facts.task or "unknown task"))
     tags = ["mucode", "code-generation", "multi-turn"]
@@ -179,7 +199,8 @@ def model_card(source: Source, facts: RunFacts, summary: Summary, repo_id: str |
     data = ModelCardData(
         model_name=name, base_model=facts.base_model, datasets=[hub_id] if hub_id else None,
         license=facts.license, library_name="transformers", tags=tags, eval_results=results or None,
-        pipeline_tag="text-generation" if generator else "text-classification",
+        pipeline_tag="text-classification" if head.head is VerifierHead.scalar and not generator
+        else "text-generation",
     )
     card = ModelCard.from_template(
         data, template_path=TEMPLATES / f"{source.kind}_card.md",
@@ -187,7 +208,7 @@ def model_card(source: Source, facts: RunFacts, summary: Summary, repo_id: str |
         dataset=dataset, split=split(summary), summary=summary, selectors=list(Selector), row=source.row,
         final=source.final, warm_start=source.row == RunLayout.generator_name(0), configs=facts.configs,
         repo=repo_id or f"<user>/{name}", instruction=INSTRUCTION, retry=RETRY,
-        pct=fmt_pct, pcts=fmt_pcts, num=fmt_num,
+        pct=fmt_pct, pcts=fmt_pcts, num=fmt_num, head=head.head.value, beta=head.beta, reference=reference,
     )
     return str(card)
 

@@ -16,10 +16,11 @@ Three kinds of `model.name_or_path`:
 
 Every saved model is a plain `save_pretrained` folder: `AutoModelForCausalLM` / `AutoTokenizer` load the
 generator, `AutoModelForSequenceClassification` (num_labels=1) loads the verifier, so TRL and OpenRLHF
-users can use it as a reward model. The verifier's score is read at the last token of its chat-formatted
-input (the eos ending the assistant turn, for templates that end there): its pad token is never eos
-(set_verifier_pad), so transformers' "last non-pad token" (TRL) and OpenRLHF's "last attended position"
-are that same token, with left or right padding.
+users can use it as a reward model (a verifier with an LM head, mucode.lm_verifier, loads like a generator).
+The scalar verifier's score is read at the last token of its chat-formatted input (the eos ending the
+assistant turn, for templates that end there): its pad token is never eos (set_verifier_pad), so
+transformers' "last non-pad token" (TRL) and OpenRLHF's "last attended position" are that same token,
+with left or right padding.
 
     tok = build_tokenizer(corpus)                     # tiny default tokenizer, with a chat template
     model = build_tiny_model(TinyModelConfig(), tok)

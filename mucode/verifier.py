@@ -1,30 +1,43 @@
 """The learned verifier: data from episodes, BCE and Bradley-Terry losses (pure), batches, scoring.
 
-    scorer = load_scorer("runs/x/iter1/verifier/model", ModelConfig())  # [(problem text, code)] -> logits
+    scorer = load_scorer("runs/x/iter1/verifier/model", ModelConfig())  # [(problem text, code)] -> scores
     pairs = sample_pairs(examples, 32, random.Random(0))              # BT training pairs
 
-The verifier R(x, y) is the base LM with a fresh scalar head (AutoModelForSequenceClassification,
-num_labels=1); its input is the problem as the generator sees it at turn 1 (statement + public
-tests) and the candidate code, rendered with the chat template as a user turn and an assistant turn;
-the score is read at the input's last token, the assistant turn's eos (the pad token is never eos:
-models.set_verifier_pad), as TRL and OpenRLHF read it. For the tiny default the
-base is the warm start (generator 0): the untrained tiny model cannot read code at all. The stage
-that trains one in a run is mucode.stages.train_verifier.
+The verifier R(x, y) reads the problem as the generator sees it at turn 1 (statement + public tests)
+and the candidate code, rendered with the chat template as a user turn and an assistant turn. Its
+score comes from one of three heads (`verifier.head`), all trained on the same examples and pairs with
+the same losses and the same loop (mucode.training):
+    scalar      the paper's: the base LM with a fresh scalar head (AutoModelForSequenceClassification,
+                num_labels=1); the score is read at the input's last token, the assistant turn's eos
+                (the pad token is never eos: models.set_verifier_pad), as TRL and OpenRLHF read it
+    ratio       through the LM head (AutoModelForCausalLM, initialised from the starting weights):
+                r = beta * (log p_theta(y|x) - log p_ref(y|x)), summed over the assistant turn's tokens
+                (the code block and its eos), p_ref = the starting weights frozen: the implicit reward
+                of DPO-style verifiers (V-STaR); r = 0 for every code before training
+    likelihood  through the LM head: the mean log p_theta over the same tokens, no reference
+The LM heads keep what the generator knows about which token goes where (a near miss differs from a
+correct code in one token); they may add `sft_weight` x the mean token NLL of the correct codes of a
+batch (GenRM's joint SFT). Their scoring and batches are mucode.lm_verifier; a saved LM verifier says
+which head it is in its folder (lm_verifier.HEAD_FILE), so load_scorer needs no option. For the tiny
+default the starting weights are the warm start (generator 0): the untrained tiny model cannot read
+code at all. The stage that trains one in a run is mucode.stages.train_verifier.
 
 Labels come from the oracle: a code is positive iff it passes public and private tests. Every turn
 of every episode is a candidate (intermediate failed turns are negatives); candidates are unique per
 (problem, code) and aggregated over iterations. Problems, not examples, are split into train and a
 held-out validation share, on which the stage reports AUC, within-problem pair accuracy, accuracy
-(logit > 0), ECE and Best-of-N selection accuracy (mucode.metrics.verifier_metrics).
+(score > 0), ECE and Best-of-N selection accuracy (mucode.metrics.verifier_metrics).
 
-Losses (the muCode paper, step 2):
+Losses (the muCode paper, step 2), on the score r of any head:
     BCE   pointwise binary cross-entropy on (x, y, label); a batch item is one example
     BT    per problem with both kinds, P sampled (positive, negative) pairs;
           -log sigmoid(r+ - r-) + lambda * mean(r^2)   (lambda default 1e-3); a batch item is a pair,
           drawn once per run (seeded), and its length for the token budget is twice its longer side
 
 Limits: inputs longer than train.max_length are cut from the left (the code, at the end, is kept);
-BT scores are not probabilities, so its accuracy and ECE (sigmoid of the logit) are only indicative.
+BT scores are not probabilities, so its accuracy and ECE (sigmoid of the score) are only indicative;
+the likelihood head's score is always < 0, so with BCE it cannot reach a positive logit, and its
+accuracy at 0 is the share of negatives (use BT with it).
 """
 
 from __future__ import annotations
@@ -41,9 +54,10 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from mucode import artifacts
+from mucode import artifacts, lm_verifier
+from mucode.lm_verifier import ReferenceSums, SavedHead, VerifierHead, code_logprobs, head_scores
 from mucode.metrics import verifier_metrics
-from mucode.models import ModelConfig, inference_device, load_verifier
+from mucode.models import ModelConfig, inference_device, load_generator, load_verifier
 from mucode.prompts import format_code, problem_text
 from mucode.records import Episode, Message, Problem, VerifierExample
 from mucode.training import TrainConfig
@@ -62,6 +76,13 @@ class VerifierRecipe:
 
     loss: VerifierLoss = VerifierLoss.bt
     """bt (Bradley-Terry on sampled pairs, the paper's default) or bce (pointwise)."""
+    head: VerifierHead = VerifierHead.scalar
+    """scalar (a fresh linear head on the last token, the paper's), ratio (beta * log p_theta/p_ref over the
+    code tokens, p_ref = the starting weights frozen) or likelihood (mean log p_theta over the code tokens)."""
+    beta: float = 0.1
+    """ratio: the scale of the log-likelihood ratio (DPO's beta)."""
+    sft_weight: float = 0.0
+    """ratio, likelihood: weight of an SFT term, the mean token NLL of the batch's correct codes (0 = none)."""
     pairs_per_problem: int = 32
     """BT: most (positive, negative) pairs per training problem."""
     l2: float = 1e-3
@@ -75,6 +96,16 @@ class VerifierRecipe:
         if self.loss not in {m.value for m in VerifierLoss}:
             raise ValueError(f"verifier.loss={self.loss!r}; choose one of bce, bt")
         self.loss = VerifierLoss(self.loss)
+        if self.head not in {m.value for m in VerifierHead}:
+            raise ValueError(f"verifier.head={self.head!r}; choose one of scalar, ratio, likelihood")
+        self.head = VerifierHead(self.head)
+        if self.beta <= 0:
+            raise ValueError(f"verifier.beta={self.beta} must be > 0")
+        if self.sft_weight < 0:
+            raise ValueError(f"verifier.sft_weight={self.sft_weight} must be >= 0")
+        if self.sft_weight and self.head is VerifierHead.scalar:
+            raise ValueError("verifier.sft_weight needs an LM head (verifier.head=ratio or likelihood); "
+                             "the scalar head has no language-model output")
         if self.pairs_per_problem < 1:
             raise ValueError(f"verifier.pairs_per_problem={self.pairs_per_problem} must be >= 1")
         if self.l2 < 0:
@@ -193,17 +224,45 @@ def bt_step(model, batch: dict[str, torch.Tensor], l2: float) -> tuple[torch.Ten
     return bt_loss(chosen, rejected, l2), {"pair_accuracy": pair_accuracy}
 
 
-def training_items(examples: list[VerifierExample], ids: list[list[int]], recipe: VerifierRecipe, seed: int
-                   ) -> tuple[list[Any], list[int]]:
+def training_items(examples: list[VerifierExample], ids: Sequence[Any], recipe: VerifierRecipe, seed: int,
+                   lengths: Sequence[int] | None = None) -> tuple[list[Any], list[int]]:
     """(items, lengths) for the training loop: (ids, label) for BCE; (chosen ids, rejected ids) pairs
-    for BT (drawn with `seed`), each counted as twice its longer side against the token budget."""
+    for BT (drawn with `seed`), each counted as twice its longer side against the token budget.
+    `ids[i]` is example i's model input (token ids, or an LM head's lm_verifier.CodeRow) and `lengths[i]`
+    its length in tokens (default len(ids[i]))."""
+    n = [len(i) for i in ids] if lengths is None else list(lengths)
     if recipe.loss is VerifierLoss.bce:
-        return [(i, ex.label) for i, ex in zip(ids, examples)], [len(i) for i in ids]
+        return [(i, ex.label) for i, ex in zip(ids, examples)], n
     pairs = sample_pairs(examples, recipe.pairs_per_problem, random.Random(seed))
     if not pairs:
         raise ValueError("verifier.loss=bt: no training problem has both a correct and a wrong code; "
                          "collect more rollouts or use verifier.loss=bce")
-    return [(ids[p], ids[n]) for p, n in pairs], [2 * max(len(ids[p]), len(ids[n])) for p, n in pairs]
+    return [(ids[p], ids[q]) for p, q in pairs], [2 * max(n[p], n[q]) for p, q in pairs]
+
+
+def lm_step(model, batch: dict[str, torch.Tensor], recipe: VerifierRecipe
+            ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """BCE or BT (recipe.loss) on an LM head's scores (recipe.head), plus recipe.sft_weight x the mean
+    token NLL of the batch's correct codes, summed over them and divided by the batch's items (rows for
+    BCE, pairs for BT), so that the loss stays a mean over items. batch: lm_verifier.collate_rows's."""
+    sums, counts = code_logprobs(model, batch)
+    scores = head_scores(recipe.head, sums, counts, batch["reference"], recipe.beta)
+    if recipe.loss is VerifierLoss.bce:
+        loss, metrics = bce_loss(scores, batch["outcome"]), {}
+        with torch.no_grad():
+            metrics["accuracy"] = ((scores > 0) == batch["outcome"].bool()).float().mean()
+        items = len(scores)
+    else:
+        chosen, rejected = scores.chunk(2)
+        loss = bt_loss(chosen, rejected, recipe.l2)
+        with torch.no_grad():
+            metrics = {"pair_accuracy": (chosen > rejected).float().mean()}
+        items = len(chosen)
+    if recipe.sft_weight:
+        sft = (batch["outcome"] * sums / counts.clamp(min=1)).sum().neg() / items
+        loss = loss + recipe.sft_weight * sft
+        metrics["sft_nll"] = sft.detach()
+    return loss, metrics
 
 
 def validation_metrics(scorer: Scorer, examples: list[VerifierExample]) -> dict[str, float]:
@@ -237,7 +296,7 @@ class Scorer:
         self.cache: dict[tuple[str, str], float] = {}
 
     def __call__(self, pairs: list[tuple[str, str]]) -> list[float]:
-        """Logits for (problem text, code) pairs, in order."""
+        """Scores (the scalar head's logits, or an LM head's scores) for (problem text, code) pairs, in order."""
         return self.score(pairs)
 
     def scores(self, items: Iterable[tuple[Problem, str]]) -> dict[tuple[str, str], float]:
@@ -283,15 +342,28 @@ def score(model, tokenizer, pairs: list[tuple[str, str]], batch_size: int = 64, 
 
 def load_scorer(path: str | Path, model_config: ModelConfig, batch_size: int = 64, max_length: int | None = None
                 ) -> Scorer:
-    """A saved verifier as a Scorer (on the GPU when there is one); `model_config` gives the dtype and a
-    chat template if the tokenizer lacks one. Inputs are cut from the left to `max_length`, by default the
-    length the verifier was trained at (its tokenizer's model_max_length, saved by the training stage)."""
+    """A saved verifier as a Scorer (on the GPU when there is one), whichever its head (a folder with
+    lm_verifier.HEAD_FILE is an LM head, and a ratio head loads its reference too); `model_config` gives
+    the dtype and a chat template if the tokenizer lacks one. Inputs are cut from the left to `max_length`,
+    by default the length the verifier was trained at (its tokenizer's model_max_length, saved by the
+    training stage)."""
     path = artifacts.require(path, "verifier model", "pipelines/train_verifier.py")
-    model, tokenizer = load_verifier(str(path), model_config)
-    model.to(inference_device())
+    head = SavedHead.read(path)
+    if head.head is VerifierHead.scalar:
+        model, tokenizer = load_verifier(str(path), model_config)
+        model.to(inference_device())
+    else:
+        model, tokenizer = load_generator(model_config, str(path), inference_device())
     saved = tokenizer.model_max_length
     max_length = max_length or (saved if saved < NO_LENGTH else TRAINED_LENGTH_UNKNOWN)
-    return Scorer(functools.partial(score, model, tokenizer, batch_size=batch_size, max_length=max_length))
+    if head.head is VerifierHead.scalar:
+        return Scorer(functools.partial(score, model, tokenizer, batch_size=batch_size, max_length=max_length))
+    reference = None
+    if head.head is VerifierHead.ratio:
+        ref_model, _ = load_generator(model_config, head.reference_path(path), inference_device())
+        reference = ReferenceSums(ref_model, tokenizer, batch_size, max_length)
+    return Scorer(functools.partial(lm_verifier.score, model, tokenizer, head, reference, batch_size=batch_size,
+                                    max_length=max_length))
 
 
 TRAINED_LENGTH_UNKNOWN = 1024

@@ -47,6 +47,10 @@ def test_a_complete_unchanged_stage_is_skipped_and_returns_its_manifests_metrics
     # what does not change the result: logging, tracking, where the process ran
     again = Config(inner=Inner(log_every=1), tracking=TrackingConfig(wandb="disabled", group="g"), shard="1/2")
     assert _stage(tmp_path, again, calls) == first and len(calls) == 1
+    # a field added to the config after the stage ran (an option at its default) is not a change
+    manifest["config"]["inner"].pop("lr")
+    artifacts.atomic_write_json(tmp_path / "stage" / "manifest.json", manifest)
+    assert _stage(tmp_path, Config(), calls) == first and len(calls) == 1
 
 
 def test_a_complete_stage_with_another_config_or_input_stops_with_one_line(tmp_path):

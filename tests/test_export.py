@@ -17,11 +17,12 @@ from transformers import AutoModelForCausalLM, AutoModelForSequenceClassificatio
 from mucode import artifacts
 from mucode.config import CONF_DIR
 from mucode.export import RunFacts, Source, locate, model_card
+from mucode.lm_verifier import SavedHead, VerifierHead, reference_for
 from mucode.models import ModelConfig, load_generator, load_verifier
 from mucode.report import Summary
 from mucode.stages.export import ExportConfig, ExportWhich
 from mucode.stages.export import run as export
-from mucode.verifier import score
+from mucode.verifier import load_scorer, score
 
 TOKEN = "hf_secret_token_for_tests_0123456789"
 SUMMARY = {  # as write_report writes it
@@ -297,3 +298,40 @@ def test_card_facts_from_the_resolved_config(tmp_path, base, base_model, license
     assert (facts.base_model, facts.license, facts.task) == (base_model, license, "humaneval")
     assert list(facts.configs) == ["run/iter1/sft/config.yaml"]
     assert RunFacts.read(tmp_path / "run", stage, "llama3.2").license == "llama3.2"
+
+
+@pytest.fixture(scope="module", params=["ratio", "likelihood"])
+def lm_exported(request, run_dir, tmp_path_factory):
+    """The run with an LM-head verifier (generator 1's weights; ratio: against the warm start), exported."""
+    root = tmp_path_factory.mktemp("lm-run") / "run"
+    shutil.copytree(run_dir, root, ignore=shutil.ignore_patterns("export"))
+    layout = artifacts.RunLayout(root)
+    folder = layout.model(layout.verifier(1))
+    shutil.rmtree(folder)
+    shutil.copytree(layout.model(layout.sft(1)), folder)
+    head = VerifierHead(request.param)
+    reference = reference_for(str(layout.model(layout.warmup)), folder) if head is VerifierHead.ratio else None
+    SavedHead(head, 0.1, reference).write(folder)
+    out = tmp_path_factory.mktemp("lm-export")
+    return root, export(ExportConfig(run_dir=str(root), out_dir=str(out), which=ExportWhich.verifier,
+                                     verifier_repo_id="me/mucode-verifier"))
+
+
+def test_lm_verifier_exports_as_a_causal_lm_whose_card_snippet_gives_the_scorer_scores(lm_exported):
+    root, result = lm_exported
+    folder = result.folders["verifier"]
+    saved = SavedHead.read(folder)
+    AutoModelForCausalLM.from_pretrained(folder)
+    if saved.head is VerifierHead.ratio:  # the reference travels with it
+        assert saved.reference == "reference" and (folder / "reference" / "model.safetensors").is_file()
+    card, _ = _card(folder)
+    assert card.data.pipeline_tag == "text-generation" and "AutoModelForCausalLM" in card.text
+    assert "AutoModelForSequenceClassification" not in card.text
+    scope: dict = {}
+    exec(_snippet(folder), scope)
+    pairs = [(scope["problem"], c) for c in scope["candidates"]]
+    exported = load_scorer(folder, ModelConfig())(pairs)
+    assert scope["scores"].tolist() == pytest.approx(exported, abs=1e-4)
+    source = artifacts.RunLayout(root).model(artifacts.RunLayout(root).verifier(1))
+    assert load_scorer(source, ModelConfig())(pairs) == pytest.approx(exported, abs=1e-5)
+    assert saved.head is VerifierHead.likelihood or any(abs(s) > 1e-4 for s in exported)  # theta != reference

@@ -13,14 +13,15 @@ from omegaconf import OmegaConf
 
 from mucode import artifacts
 from mucode.config import CONF_DIR, register
+from mucode.lm_verifier import CodeRow, ReferenceSums, SavedHead, VerifierHead, code_rows, code_tokens, reference_for
 from mucode.models import ModelConfig, load_verifier
 from mucode.records import Episode, Problem, Turn, VerifierExample, write_records
 from mucode.stages.train_verifier import TrainVerifierConfig
 from mucode.stages.train_verifier import run as train_verifier
 from mucode.prompts import format_code
 from mucode.verifier import (
-    VerifierLoss, VerifierRecipe, bce_loss, bce_step, bt_loss, collate_pairs, collate_pointwise,
-    examples_from_episodes, load_scorer, sample_pairs, score, split_by_problem, tokenize, training_items,
+    Scorer, VerifierLoss, VerifierRecipe, bce_loss, bce_step, bt_loss, collate_pairs, collate_pointwise,
+    examples_from_episodes, lm_step, load_scorer, sample_pairs, score, split_by_problem, tokenize, training_items,
     validation_metrics, verifier_text,
 )
 
@@ -130,7 +131,7 @@ def _compose(overrides: list[str]) -> TrainVerifierConfig:
         return OmegaConf.to_object(compose(config_name="train_verifier", overrides=overrides))
 
 
-def _synthetic_run(root):
+def _synthetic_problems():
     """12 problems; every problem has episodes with correct codes (+) and wrong ones (-)."""
     problems = [Problem(f"p{i}", f"Write f(x) that adds {i}.", "f", [f"assert f(0) == {i}"],
                         [f"assert f(1) == {i + 1}"]) for i in range(12)]
@@ -140,6 +141,12 @@ def _synthetic_run(root):
             bad = Turn([], "", f"def f(x):\n    return x - {i + k}", "Failed", False, False)
             good = Turn([], "", f"def f(x):\n    return x + {i} + {k} * 0", "", True, True)
             episodes.append(Episode(p.id, k, 0, [bad, good] if k < 2 else [bad]))
+    return problems, episodes
+
+
+def _synthetic_run(root):
+    """_synthetic_problems written as a run's train split and iteration-1 rollouts."""
+    problems, episodes = _synthetic_problems()
     write_records(problems, root / "problems" / "train", Problem)
     write_records(episodes, root / "iter1" / "rollouts" / "episodes", Episode)
     artifacts.write_manifest(root / "iter1" / "rollouts", {}, ["episodes"])
@@ -307,3 +314,147 @@ def test_saved_verifier_scores_alike_with_transformers_trl_openrlhf_and_the_scor
         openrlhf = rm.score(hidden)[torch.arange(len(texts)), last, 0]
         assert trl.tolist() == pytest.approx(mucode_scores, abs=1e-5), side
         assert openrlhf.tolist() == pytest.approx(mucode_scores, abs=1e-5), side
+
+
+# ---------------------------------------------------------------------------------------------
+# The LM heads (ratio, likelihood): scores by hand, learning, the stage, the saved folder
+
+
+def _answer_logprob(model, tok, prompt, code):
+    """(sum, count) of log p over the assistant turn's tokens, by hand from the logits of one unpadded row."""
+    user = [{"role": "user", "content": prompt}]
+    head = tok(tok.apply_chat_template(user, tokenize=False, add_generation_prompt=True),
+               add_special_tokens=False)["input_ids"]
+    ids = tok(verifier_text(tok, prompt, code), add_special_tokens=False)["input_ids"]
+    assert ids[-1] == tok.eos_token_id and ids[:len(head)] == head
+    with torch.no_grad():
+        logp = torch.log_softmax(model(torch.tensor([ids])).logits[0].double(), -1)
+    return sum(logp[t - 1, ids[t]].item() for t in range(len(head), len(ids))), len(ids) - len(head)
+
+
+def _lm_verifier_dir(tiny_model_dir, folder, saved: SavedHead, noise: float = 0.0):
+    """The tiny model (perturbed by `noise`) saved as an LM-head verifier with `saved` as its head file."""
+    from mucode.models import load_generator
+
+    model, tok = load_generator(ModelConfig(), str(tiny_model_dir))
+    with torch.random.fork_rng(devices=[]), torch.no_grad():
+        torch.manual_seed(1)
+        for p in model.parameters():
+            p.add_(noise * torch.randn_like(p))
+    model.save_pretrained(folder)
+    tok.save_pretrained(folder)
+    saved.write(folder)
+    return model, tok
+
+
+def test_lm_head_scores_match_log_probs_computed_by_hand(tiny_model_dir, tmp_path):
+    from mucode.models import load_generator
+
+    ref, tok = load_generator(ModelConfig(), str(tiny_model_dir))
+    pairs = SCORED[:2]
+    t = code_tokens(tok, *pairs[1], max_length=256)
+    assert tok.decode(t.input_ids[t.prompt_len:]) == format_code(pairs[1][1]) + "<|end|>"  # the code and its eos
+    by_hand = [_answer_logprob(ref, tok, p, c) for p, c in pairs]
+
+    likelihood = tmp_path / "likelihood"
+    _lm_verifier_dir(tiny_model_dir, likelihood, SavedHead(VerifierHead.likelihood))
+    assert load_scorer(likelihood, ModelConfig())(pairs) == pytest.approx([s / n for s, n in by_hand], abs=1e-5)
+
+    same = tmp_path / "ratio-at-init"  # theta == reference: every score is exactly 0
+    _lm_verifier_dir(tiny_model_dir, same, SavedHead(VerifierHead.ratio, 0.5, reference_for(str(tiny_model_dir), same)))
+    assert load_scorer(same, ModelConfig())(pairs) == [0.0, 0.0]
+
+    moved = tmp_path / "ratio"
+    saved = SavedHead(VerifierHead.ratio, 0.5, reference_for(str(tiny_model_dir), moved))
+    theta, _ = _lm_verifier_dir(tiny_model_dir, moved, saved, noise=0.05)
+    expected = [0.5 * (_answer_logprob(theta, tok, p, c)[0] - s) for (p, c), (s, _) in zip(pairs, by_hand)]
+    scorer = load_scorer(moved, ModelConfig())
+    assert scorer(pairs) == pytest.approx(expected, abs=1e-5) and abs(expected[0]) > 1e-3
+    assert scorer(pairs[:1]) == pytest.approx(expected[:1], abs=1e-5)
+    assert len(scorer.score.args[3].cache) == 2  # the reference's sums: once per (prompt, code)
+
+
+def _synthetic_examples():
+    problems, episodes = _synthetic_problems()
+    return examples_from_episodes(episodes, {p.id: p for p in problems})
+
+
+@pytest.mark.parametrize("head", ["ratio", "likelihood"])
+def test_bt_steps_with_an_lm_head_raise_within_problem_pair_accuracy(tiny_model_dir, head):
+    import copy
+    import functools
+
+    from mucode import lm_verifier
+    from mucode.models import load_generator
+
+    train, valid = split_by_problem(_synthetic_examples(), 0.25, seed=0)
+    recipe = VerifierRecipe(loss="bt", head=head, sft_weight=0.1)
+    model, tok = load_generator(ModelConfig(), str(tiny_model_dir))
+    frozen = ReferenceSums(copy.deepcopy(model), tok, 64, 256) if head == "ratio" else None
+    scorer = Scorer(functools.partial(lm_verifier.score, model, tok, SavedHead(recipe.head, recipe.beta), frozen))
+    rows = code_rows(model, tok, train, recipe.head, max_length=256)
+    items, _ = training_items(train, rows, recipe, seed=0, lengths=[len(r.tokens.input_ids) for r in rows])
+    before = validation_metrics(scorer, valid)["pair_accuracy"]
+    optimizer, rng = torch.optim.AdamW(model.parameters(), lr=3e-3), random.Random(0)
+    for _ in range(10):
+        loss, metrics = lm_step(model, lm_verifier.collate_pairs(rng.sample(items, 8), tok.pad_token_id), recipe)
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+    assert set(metrics) == {"pair_accuracy", "sft_nll"}
+    after = validation_metrics(scorer, valid)["pair_accuracy"]
+    assert after >= 0.9 and after > before, (before, after)
+
+
+def test_lm_step_reproduces_the_losses_from_the_scores(tiny_model_dir):
+    from mucode import lm_verifier
+    from mucode.models import load_generator
+
+    model, tok = load_generator(ModelConfig(), str(tiny_model_dir))
+    examples = [VerifierExample(f"p{i}", p, c, i % 2 == 0) for i, (p, c) in enumerate(SCORED)]
+    rows = [CodeRow(code_tokens(tok, ex.prompt, ex.code, 256), reference=-float(i)) for i, ex in enumerate(examples)]
+    sums = torch.tensor([_answer_logprob(model, tok, ex.prompt, ex.code)[0] for ex in examples])
+    ratio = VerifierRecipe(loss="bce", head="ratio", beta=0.5, sft_weight=2.0)
+    batch = lm_verifier.collate_pointwise([(r, ex.label) for r, ex in zip(rows, examples)], tok.pad_token_id)
+    with torch.no_grad():
+        loss, metrics = lm_step(model, batch, ratio)
+    scores = 0.5 * (sums - torch.tensor([0.0, -1.0, -2.0]))
+    counts = torch.tensor([_answer_logprob(model, tok, ex.prompt, ex.code)[1] for ex in examples])
+    sft = -(sums / counts)[[0, 2]].sum() / 3  # the correct codes' mean token NLL, per item of the batch
+    assert loss.item() == pytest.approx((bce_loss(scores, torch.tensor([1, 0, 1])) + 2.0 * sft).item(), abs=1e-5)
+    assert metrics["sft_nll"].item() == pytest.approx(sft.item(), abs=1e-5)
+    pairs = lm_verifier.collate_pairs([(rows[0], rows[1])], tok.pad_token_id)
+    with torch.no_grad():
+        loss, _ = lm_step(model, pairs, VerifierRecipe(loss="bt", head="likelihood", l2=0.0))
+    means = sums[:2] / counts[:2]
+    assert loss.item() == pytest.approx(bt_loss(means[:1], means[1:], l2=0.0).item(), abs=1e-5)
+
+
+def test_stage_trains_an_lm_verifier_that_load_scorer_reads(tiny_model_dir, tmp_path):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    _synthetic_run(tmp_path)
+    steps = ["verifier.train.max_steps=6", "verifier.head=ratio", "verifier.sft_weight=0.1", "verifier.beta=0.2"]
+    config = _compose([f"run_dir={tmp_path}", f"init={tiny_model_dir}", *STAGE, *steps])
+    metrics = train_verifier(config)
+    folder = tmp_path / "iter1" / "verifier" / "model"
+    saved = SavedHead.read(folder)
+    assert (saved.head, saved.beta) == (VerifierHead.ratio, 0.2)
+    assert (folder / saved.reference).resolve() == tiny_model_dir.resolve()  # relative: the run folder can move
+    assert metrics["train"]["steps"] == 6 and metrics["valid"]["pair_accuracy"] is not None
+    model = AutoModelForCausalLM.from_pretrained(folder)
+    before = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    assert not torch.equal(model.lm_head.weight, before.lm_head.weight)
+    tok = AutoTokenizer.from_pretrained(folder)
+    by_hand = [0.2 * (_answer_logprob(model, tok, p, c)[0] - _answer_logprob(before, tok, p, c)[0]) for p, c in SCORED]
+    assert load_scorer(folder, ModelConfig())(SCORED) == pytest.approx(by_hand, abs=1e-4)
+    assert train_verifier(config) == metrics  # complete: skipped
+
+
+@pytest.mark.parametrize("override, message", [
+    ("verifier.head=nope", "head"), ("verifier.beta=0", "beta=0.0 must be > 0"),
+    ("verifier.sft_weight=0.5", "sft_weight needs an LM head"),
+])
+def test_bad_head_values_fail_with_one_line(override, message):
+    with pytest.raises(Exception, match=message):
+        _compose([override])

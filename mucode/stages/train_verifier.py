@@ -1,16 +1,22 @@
-"""Stage train_verifier: R_i, trained from generator 0 with a fresh scalar head on every rollout so far.
+"""Stage train_verifier: R_i, trained from generator 0 on every rollout so far (a fresh scalar head, or
+scored through the LM head: verifier.head, see mucode.verifier).
 
     python pipelines/train_verifier.py run_dir=runs/default                        # R_1, CPU
     python pipelines/train_verifier.py run_dir=runs/default iteration=2 verifier.loss=bce \
         out_dir=runs/default/iter2/verifier-bce     # another loss, beside the main job's R_2
+    python pipelines/train_verifier.py run_dir=runs/default verifier.head=ratio verifier.sft_weight=0.1 \
+        out_dir=runs/default/iter1/verifier-ratio   # the DPO-style implicit reward against generator 0
     torchrun --nproc_per_node 4 pipelines/train_verifier.py run_dir=runs/x model=hub \
         verifier.train.deepspeed=conf/deepspeed/zero2.json verifier.train.precision=bf16   # multi-GPU
 
 Reads the rollouts of iterations 1..i (or `inputs`), the problem split they were collected on and
 the starting weights (generator 0: the warm start for the tiny default); writes out_dir/model
-(AutoModelForSequenceClassification, num_labels=1), metrics.jsonl, config.yaml and manifest.json with
-the held-out validation metrics (mucode.verifier.validation_metrics). A killed run resumes from
-out_dir/checkpoints; a complete stage is skipped.
+(AutoModelForSequenceClassification, num_labels=1, for the scalar head; AutoModelForCausalLM with
+mucode_verifier.json naming the head, beta and the reference, for the ratio and likelihood heads),
+metrics.jsonl, config.yaml and manifest.json with the held-out validation metrics
+(mucode.verifier.validation_metrics). A killed run resumes from out_dir/checkpoints; a complete stage
+is skipped. The ratio head's reference is the starting weights: their log-probs of the training codes
+are computed once before training, on each process.
 """
 
 from __future__ import annotations
@@ -25,15 +31,16 @@ from typing import Any
 
 import torch
 
-from mucode import artifacts, recipes
-from mucode.models import ModelConfig, load_verifier, training_copy
+from mucode import artifacts, lm_verifier, recipes
+from mucode.lm_verifier import SavedHead, VerifierHead, code_rows, reference_for
+from mucode.models import ModelConfig, load_generator, load_verifier, training_copy
 from mucode.records import Episode, Problem, VerifierExample, read_records
 from mucode.stages import GENERATOR0, init_weights
 from mucode.tracking import MetricLogger, TrackingConfig
 from mucode.training import process_state, train
 from mucode.verifier import (
     VerifierLoss, VerifierRecipe, bce_step, bt_step, collate_pairs, collate_pointwise, examples_from_episodes,
-    load_scorer, split_by_problem, tokenize, training_items, validation_metrics,
+    lm_step, load_scorer, split_by_problem, tokenize, training_items, validation_metrics,
 )
 from mucode.vllm_engine import release_engines
 
@@ -128,18 +135,31 @@ def _train(config: TrainVerifierConfig, layout: artifacts.RunLayout, out_dir: Pa
     examples, read = load_data(config, inputs, episodes, problems)
     train_ex, valid_ex = split_by_problem(examples, recipe.valid_fraction, config.seed)
     release_engines()  # a vLLM engine of this process gives its GPU memory back before training
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(recipe.train.seed)  # the fresh head's initialisation
-        model, tokenizer = load_verifier(init, training_copy(config.model))
-    tokenizer.model_max_length = recipe.train.max_length  # saved with it: scoring cuts inputs where training did
-    ids = tokenize(tokenizer, train_ex, recipe.train.max_length)
-    items, lengths = training_items(train_ex, ids, recipe, config.seed)
     bce = recipe.loss is VerifierLoss.bce
-    collate = functools.partial(collate_pointwise if bce else collate_pairs, pad_id=tokenizer.pad_token_id)
-    loss_fn = bce_step if bce else functools.partial(bt_step, l2=recipe.l2)
+    if recipe.head is VerifierHead.scalar:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(recipe.train.seed)  # the fresh head's initialisation
+            model, tokenizer = load_verifier(init, training_copy(config.model))
+        ids = tokenize(tokenizer, train_ex, recipe.train.max_length)
+        items, lengths = training_items(train_ex, ids, recipe, config.seed)
+        collate = functools.partial(collate_pointwise if bce else collate_pairs, pad_id=tokenizer.pad_token_id)
+        loss_fn = bce_step if bce else functools.partial(bt_step, l2=recipe.l2)
+    else:  # the LM heads: the generator's own weights, the reference's log-probs computed once here
+        model, tokenizer = load_generator(training_copy(config.model), init)
+        rows = code_rows(model, tokenizer, train_ex, recipe.head, recipe.train.max_length)
+        ids = [r.tokens.input_ids for r in rows]
+        items, lengths = training_items(train_ex, rows, recipe, config.seed, lengths=[len(i) for i in ids])
+        collate = functools.partial(lm_verifier.collate_pointwise if bce else lm_verifier.collate_pairs,
+                                    pad_id=tokenizer.pad_token_id)
+        loss_fn = functools.partial(lm_step, recipe=recipe)
+    tokenizer.model_max_length = recipe.train.max_length  # saved with it: scoring cuts inputs where training did
     metrics: dict[str, Any] = {"sizes": _sizes(train_ex, valid_ex, items, ids, recipe.train.max_length)}
     result = train(model, items, lengths, collate, loss_fn, recipe.train, out_dir, logger, tokenizer)
     metrics["train"] = dataclasses.asdict(result)
+    if main and recipe.head is not VerifierHead.scalar:  # load_scorer reads the head from the folder
+        model_dir = layout.model(out_dir)
+        reference = reference_for(init, model_dir) if recipe.head is VerifierHead.ratio else None
+        SavedHead(recipe.head, recipe.beta, reference).write(model_dir)
     if main:  # the validation metrics reach metrics.jsonl and wandb with the stage's final row (run_stage)
         scorer = load_scorer(layout.model(out_dir), config.model)
         metrics["valid"] = validation_metrics(scorer, valid_ex)
