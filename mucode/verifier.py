@@ -28,6 +28,14 @@ of every episode is a candidate (intermediate failed turns are negatives); candi
 held-out validation share, on which the stage reports AUC, within-problem pair accuracy, accuracy
 (score > 0), ECE and Best-of-N selection accuracy (mucode.metrics.verifier_metrics).
 
+Minimal pairs (`verifier.mutants`, 0 = off): up to that many one-edit mutants (mucode.mutants: a
+constant +/- 1, a near operator, a dropped `not`, a range bound off by one, min <-> max, ...) of each
+correct distinct code of the training problems, run in the sandbox against the problem's public and
+private tests and labelled as rollouts are (a mutant that still passes is a positive). They join that
+problem's examples, so BT pairs are drawn from the on-policy codes and the mutants alike and a failing
+mutant meets its correct source. Validation problems are never mutated. The stage's metrics count
+them (`mutants`: sources, made, run, failed, passed, by operator).
+
 Losses (the muCode paper, step 2), on the score r of any head:
     BCE   pointwise binary cross-entropy on (x, y, label); a batch item is one example
     BT    per problem with both kinds, P sampled (positive, negative) pairs;
@@ -89,6 +97,9 @@ class VerifierRecipe:
     """BT: weight of the mean squared score, which keeps scores near 0."""
     valid_fraction: float = 0.1
     """Share of problems held out for the validation metrics."""
+    mutants: int = 0
+    """Most one-edit mutants (mucode.mutants) of each correct distinct training code added as examples,
+    labelled by running the problem's tests in the sandbox (0 = none, on-policy data only)."""
     train: TrainConfig = field(default_factory=TrainConfig)
     """The optimization recipe."""
 
@@ -112,6 +123,8 @@ class VerifierRecipe:
             raise ValueError(f"verifier.l2={self.l2} must be >= 0")
         if not 0.0 <= self.valid_fraction < 1.0:
             raise ValueError(f"verifier.valid_fraction={self.valid_fraction} must be in [0, 1)")
+        if self.mutants < 0:
+            raise ValueError(f"verifier.mutants={self.mutants} must be >= 0 (0 = no mutants)")
 
 
 def bce_loss(scores: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:

@@ -246,6 +246,8 @@ RUN = {
     "out_dir=runs/default/iter2/verifier-bce": _new("iter2/verifier-bce/model"),
     "python pipelines/train_verifier.py run_dir=runs/default verifier.head=ratio verifier.sft_weight=0.1 "
     "out_dir=runs/default/iter1/verifier-ratio": _new("iter1/verifier-ratio/model/mucode_verifier.json"),
+    "python pipelines/train_verifier.py run_dir=runs/default verifier.mutants=4 "
+    "out_dir=runs/default/iter1/verifier-mutants": _new("iter1/verifier-mutants/model"),
     "python pipelines/relabel.py run_dir=runs/default iteration=1 relabel.mode=rft "
     "out_dir=runs/default/iter1/relabel-rft": _new("iter1/relabel-rft/examples"),
     "python pipelines/train_generator.py run_dir=runs/default iteration=2 sft.init=previous sft.replay=0 "

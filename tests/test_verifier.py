@@ -192,6 +192,39 @@ def test_stage_learns_saves_a_reloadable_verifier_and_skips_when_done(tiny_model
     assert train_verifier(config) == metrics  # complete: skipped
 
 
+def test_stage_adds_labelled_mutants_of_training_problems_only(tiny_model_dir, tmp_path, monkeypatch):
+    """verifier.mutants=2: at most 2 mutants of each correct distinct code of the 9 training problems (2 each),
+    run against the tests and counted; the 3 validation problems are never mutated."""
+    from mucode.stages import train_verifier as stage
+
+    made, real = [], stage.mutant_examples
+
+    def spy(*args, **kwargs):
+        made.append(real(*args, **kwargs))
+        return made[-1]
+
+    monkeypatch.setattr(stage, "mutant_examples", spy)
+    problems, episodes = _synthetic_run(tmp_path)
+    config = _compose([f"run_dir={tmp_path}", f"init={tiny_model_dir}", *STAGE, "verifier.train.max_steps=2",
+                       "verifier.mutants=2", "sandbox.workers=1", "sandbox.timeout_s=2"])
+    metrics = train_verifier(config)
+    added, counts = made[0]
+    _, valid = split_by_problem(examples_from_episodes(episodes, {p.id: p for p in problems}), 0.25, config.seed)
+    assert counts["sources"] == 18 and counts["made"] == 36 and counts["run"] == len(added) > 0
+    assert 0 < counts["failed"] < counts["run"] and counts["passed"] == counts["run"] - counts["failed"]
+    assert not {ex.problem_id for ex in added} & {ex.problem_id for ex in valid}
+    assert metrics["mutants"] == counts and metrics["sizes"]["valid_examples"] == len(valid)
+    assert metrics["sizes"]["train_examples"] == 5 * 12 - len(valid) + len(added)  # 2 right, 3 wrong codes each
+    for ex in added:  # labelled by the tests (f(0) == i, f(1) == i + 1): x + i + 0 * 1 is still right
+        i, namespace = int(ex.problem_id[1:]), {}
+        exec(ex.code, namespace)
+        try:
+            right = namespace["f"](0) == i and namespace["f"](1) == i + 1
+        except ZeroDivisionError:  # x + i + 1 // 0
+            right = False
+        assert ex.label == right, ex
+
+
 def test_stage_without_its_inputs_names_them(tiny_model_dir, tmp_path):
     with pytest.raises(FileNotFoundError, match="warmup/model: generator 0 not found; run pipelines/warm_start.py"):
         train_verifier(_compose([f"run_dir={tmp_path}"]))
@@ -209,6 +242,7 @@ def test_stage_without_its_inputs_names_them(tiny_model_dir, tmp_path):
     ("verifier.loss=nope", "loss"), ("inputs=[]", "inputs is empty"),
     ("verifier.valid_fraction=1.0", "valid_fraction=1.0 must be"),
     ("verifier.pairs_per_problem=0", "pairs_per_problem=0 must be"), ("verifier.l2=-1", "l2=-1.0 must be"),
+    ("verifier.mutants=-1", "mutants=-1 must be >= 0"),
 ])
 def test_bad_values_fail_with_one_line(override, message):
     with pytest.raises(Exception, match=message):

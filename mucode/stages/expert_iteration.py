@@ -146,7 +146,8 @@ def plan(config: ExpertIterationConfig) -> list[Step]:
 
     def verifier(i: int, name: str, out_dir: str | None) -> Step:
         return Step(name, "train_verifier", TrainVerifierConfig(
-            iteration=i, out_dir=out_dir, split=split, seed=c.seed, verifier=c.verifier, **common),
+            iteration=i, out_dir=out_dir, split=split, seed=c.seed, verifier=c.verifier, sandbox=c.sandbox,
+            **common),
             [generators[0], *(f"iter{j}/rollouts" for j in range(1, i + 1))])
 
     for i in range(1, c.iterations + 1):

@@ -6,6 +6,8 @@ scored through the LM head: verifier.head, see mucode.verifier).
         out_dir=runs/default/iter2/verifier-bce     # another loss, beside the main job's R_2
     python pipelines/train_verifier.py run_dir=runs/default verifier.head=ratio verifier.sft_weight=0.1 \
         out_dir=runs/default/iter1/verifier-ratio   # the DPO-style implicit reward against generator 0
+    python pipelines/train_verifier.py run_dir=runs/default verifier.mutants=4 \
+        out_dir=runs/default/iter1/verifier-mutants   # + up to 4 sandbox-labelled mutants per correct code
     torchrun --nproc_per_node 4 pipelines/train_verifier.py run_dir=runs/x model=hub \
         verifier.train.deepspeed=conf/deepspeed/zero2.json verifier.train.precision=bf16   # multi-GPU
 
@@ -16,7 +18,11 @@ mucode_verifier.json naming the head, beta and the reference, for the ratio and 
 metrics.jsonl, config.yaml and manifest.json with the held-out validation metrics
 (mucode.verifier.validation_metrics). A killed run resumes from out_dir/checkpoints; a complete stage
 is skipped. The ratio head's reference is the starting weights: their log-probs of the training codes
-are computed once before training, on each process.
+are computed once before training, on each process. With verifier.mutants > 0 the main process also
+runs one-edit mutants of the training problems' correct codes in the sandbox (`sandbox` limits) and
+adds them, labelled by the tests, to the training examples (never to the validation problems); the
+other processes receive them, so every rank trains on the same data (mucode.mutants; metrics
+`mutants`).
 """
 
 from __future__ import annotations
@@ -34,7 +40,9 @@ import torch
 from mucode import artifacts, lm_verifier, recipes
 from mucode.lm_verifier import SavedHead, VerifierHead, code_rows, reference_for
 from mucode.models import ModelConfig, load_generator, load_verifier, training_copy
+from mucode.mutants import mutant_examples
 from mucode.records import Episode, Problem, VerifierExample, read_records
+from mucode.sandbox import Sandbox, SandboxConfig
 from mucode.stages import GENERATOR0, init_weights
 from mucode.tracking import MetricLogger, TrackingConfig
 from mucode.training import process_state, train
@@ -70,6 +78,8 @@ class TrainVerifierConfig:
     """The base model (dtype, chat template; name_or_path when it is not the tiny default)."""
     verifier: VerifierRecipe = field(default_factory=recipes.verifier)
     """Loss, pairs, validation share and optimization recipe."""
+    sandbox: SandboxConfig = field(default_factory=SandboxConfig)
+    """Limits for running the mutants' tests (verifier.mutants > 0)."""
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
     """metrics.jsonl + wandb."""
 
@@ -93,8 +103,10 @@ def rollout_dataset(path: str | Path) -> Path:
 
 
 def load_data(config: TrainVerifierConfig, inputs: list[str], episodes: list[Episode] | None = None,
-              problems: list[Problem] | None = None) -> tuple[list[VerifierExample], dict[str, Path]]:
-    """Labeled examples from the episodes (read from `inputs` unless given) and the input paths read."""
+              problems: list[Problem] | None = None
+              ) -> tuple[list[VerifierExample], dict[str, Problem], dict[str, Path]]:
+    """Labeled examples from the episodes (read from `inputs` unless given), the split's problems by id
+    and the input paths read."""
     read: dict[str, Path] = {}
     if episodes is None:
         paths = [rollout_dataset(p) for p in inputs]
@@ -112,7 +124,26 @@ def load_data(config: TrainVerifierConfig, inputs: list[str], episodes: list[Epi
     examples = examples_from_episodes(episodes, by_id)
     if not examples:
         raise ValueError(f"inputs={inputs}: no episodes; nothing to train the verifier on")
-    return examples, read
+    return examples, by_id, read
+
+
+def add_mutants(config: TrainVerifierConfig, train_ex: list[VerifierExample], problems: dict[str, Problem],
+                main: bool) -> tuple[list[VerifierExample], dict[str, Any]]:
+    """train_ex + up to verifier.mutants sandbox-labelled mutants of each correct code (mucode.mutants), and
+    their counts. The main process runs them; with several processes it sends them to the others (a
+    program near the time limit could be labelled differently on two ranks)."""
+    added: list[Any] = [None]
+    if main:
+        with Sandbox(config.sandbox) as sandbox:
+            added = [mutant_examples(train_ex, problems, config.verifier.mutants, config.seed, sandbox)]
+    if process_state(config.verifier.train).num_processes > 1:
+        from accelerate.utils import broadcast_object_list
+
+        broadcast_object_list(added)
+    mutants, counts = added[0]
+    log.info("verifier mutants: %d made from %d correct codes, %d run, %d failed (new negatives)",
+             counts["made"], counts["sources"], counts["run"], counts["failed"])
+    return train_ex + mutants, counts
 
 
 def run(config: TrainVerifierConfig, episodes: list[Episode] | None = None,
@@ -132,8 +163,11 @@ def _train(config: TrainVerifierConfig, layout: artifacts.RunLayout, out_dir: Pa
     recipe = config.verifier
     init = init_weights(layout, config.init, config.model, config.iteration)
     inputs = config.inputs or [str(layout.rollouts(j)) for j in range(1, config.iteration + 1)]
-    examples, read = load_data(config, inputs, episodes, problems)
+    examples, by_id, read = load_data(config, inputs, episodes, problems)
     train_ex, valid_ex = split_by_problem(examples, recipe.valid_fraction, config.seed)
+    mutant_counts = None
+    if recipe.mutants:  # after the split: validation problems are never mutated
+        train_ex, mutant_counts = add_mutants(config, train_ex, by_id, main)
     release_engines()  # a vLLM engine of this process gives its GPU memory back before training
     bce = recipe.loss is VerifierLoss.bce
     if recipe.head is VerifierHead.scalar:
@@ -154,6 +188,8 @@ def _train(config: TrainVerifierConfig, layout: artifacts.RunLayout, out_dir: Pa
         loss_fn = functools.partial(lm_step, recipe=recipe)
     tokenizer.model_max_length = recipe.train.max_length  # saved with it: scoring cuts inputs where training did
     metrics: dict[str, Any] = {"sizes": _sizes(train_ex, valid_ex, items, ids, recipe.train.max_length)}
+    if mutant_counts is not None:
+        metrics["mutants"] = mutant_counts
     result = train(model, items, lengths, collate, loss_fn, recipe.train, out_dir, logger, tokenizer)
     metrics["train"] = dataclasses.asdict(result)
     if main and recipe.head is not VerifierHead.scalar:  # load_scorer reads the head from the folder
