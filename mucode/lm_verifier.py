@@ -15,6 +15,9 @@ n tokens:
     ratio       r = beta * (s - s_ref), s_ref the same sum under the frozen reference (the weights the
                 verifier started from): the implicit reward of DPO-style verifiers (V-STaR)
     likelihood  r = s / n, the length-normalised log-likelihood (Codex's mean log-prob ranking)
+    loglik      r = beta * s, the summed log-likelihood: at initialisation the generator's own ranking
+                of the code (summed, it ranks near misses best on the embedded suite; benchmarks/README.md),
+                which training then moves (= ratio + beta * s_ref, with the reference kept in the score)
 The reference sums of training codes are computed once, before training, with the starting weights
 (theta == reference there, so no second model is held while training); at scoring time a Scorer holds
 the reference model and computes each (prompt, code)'s sum once (ReferenceSums).
@@ -56,6 +59,7 @@ class VerifierHead(str, Enum):
     scalar = "scalar"
     ratio = "ratio"
     likelihood = "likelihood"
+    loglik = "loglik"
 
 
 @dataclass
@@ -148,9 +152,11 @@ def code_logprobs(model, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, 
 def head_scores(head: VerifierHead, sums: torch.Tensor, counts: torch.Tensor, reference: torch.Tensor,
                 beta: float) -> torch.Tensor:
     """[B] verifier scores from code log-prob sums [B]: beta * (sums - reference) for ratio, sums / counts
-    for likelihood."""
+    for likelihood, beta * sums for loglik."""
     if head is VerifierHead.ratio:
         return beta * (sums - reference)
+    if head is VerifierHead.loglik:
+        return beta * sums
     assert head is VerifierHead.likelihood, f"head {head} is not scored through the LM head"
     return sums / counts.clamp(min=1)
 

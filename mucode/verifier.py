@@ -86,9 +86,10 @@ class VerifierRecipe:
     """bt (Bradley-Terry on sampled pairs, the paper's default) or bce (pointwise)."""
     head: VerifierHead = VerifierHead.scalar
     """scalar (a fresh linear head on the last token, the paper's), ratio (beta * log p_theta/p_ref over the
-    code tokens, p_ref = the starting weights frozen) or likelihood (mean log p_theta over the code tokens)."""
+    code tokens, p_ref = the starting weights frozen), likelihood (mean log p_theta over the code tokens) or
+    loglik (beta * summed log p_theta: the generator's own ranking at initialisation)."""
     beta: float = 0.1
-    """ratio: the scale of the log-likelihood ratio (DPO's beta)."""
+    """ratio, loglik: the scale of the (ratio of) log-likelihoods (DPO's beta)."""
     sft_weight: float = 0.0
     """ratio, likelihood: weight of an SFT term, the mean token NLL of the batch's correct codes (0 = none)."""
     pairs_per_problem: int = 32

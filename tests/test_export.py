@@ -300,7 +300,7 @@ def test_card_facts_from_the_resolved_config(tmp_path, base, base_model, license
     assert RunFacts.read(tmp_path / "run", stage, "llama3.2").license == "llama3.2"
 
 
-@pytest.fixture(scope="module", params=["ratio", "likelihood"])
+@pytest.fixture(scope="module", params=["ratio", "likelihood", "loglik"])
 def lm_exported(request, run_dir, tmp_path_factory):
     """The run with an LM-head verifier (generator 1's weights; ratio: against the warm start), exported."""
     root = tmp_path_factory.mktemp("lm-run") / "run"
