@@ -29,20 +29,21 @@ or S before N (benchmarks/README.md has the measured costs, taken with the four 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
 from mucode import artifacts, recipes
-from mucode.generation import open_backend
+from mucode.generation import Backend, GenerationStats, open_backend
 from mucode.models import ModelConfig, resolve_path
 from mucode.records import Problem, read_records, write_jsonl
 from mucode.sandbox import Sandbox, SandboxConfig
 from mucode.search import EvalRecipe, search_metrics
 from mucode.tasks import TaskConfig, evaluation_tasks
 from mucode.tracking import TrackingConfig
-from mucode.verifier import load_scorer
+from mucode.verifier import Scorer, load_scorer
 
 log = logging.getLogger(__name__)
 
@@ -105,6 +106,15 @@ def folders(config: EvaluateConfig) -> dict[str, artifacts.StageFolder]:
     if config.verifier == FINAL:  # recorded as the folder it names now, as the main job passes it: the same
         # command then finds the main job's evaluation complete, and reruns it once a newer verifier is final
         config = dataclasses.replace(config, verifier=verifier_path(layout, FINAL))
+    @functools.cache
+    def models() -> Models:  # loaded once, by the first task that is not complete yet
+        generator = resolve_path(config.generator
+                                 or layout.generator(layout.generator_index(config.name), config.model.name_or_path))
+        verifier = verifier_path(layout, config.verifier)
+        scorer = None if verifier is None else load_scorer(verifier, config.model,
+                                                           batch_size=config.verifier_batch_size)
+        return Models(generator, verifier, open_backend(config.model, generator, config.eval.search.sampling), scorer)
+
     out = {}
     for name, task in evaluation_tasks(config.task, config.eval.tasks).items():
         other = None if task is config.task else name
@@ -114,7 +124,8 @@ def folders(config: EvaluateConfig) -> dict[str, artifacts.StageFolder]:
             path = Path(config.out_dir or layout.eval(config.name))
         else:
             path = Path(f"{config.out_dir}-{other}" if config.out_dir else layout.eval(config.name, other))
-        out[name] = artifacts.StageFolder(path, one, (), lambda c=one, p=path, t=other: _evaluate(c, layout, p, t))
+        out[name] = artifacts.StageFolder(path, one, (),
+                                          lambda c=one, p=path, t=other: _evaluate(c, layout, p, t, models()))
     return out
 
 
@@ -124,18 +135,26 @@ def run(config: EvaluateConfig) -> dict[str, dict[str, Any]]:
     return {name: folder.run() for name, folder in folders(config).items()}
 
 
-def _evaluate(config: EvaluateConfig, layout: artifacts.RunLayout, out_dir: Path, task: str | None
-              ) -> artifacts.StageOutput:
+@dataclass
+class Models:
+    """What every task of one evaluate stage shares: the generator's and the verifier's paths, the
+    sampling backend and the verifier's scorer."""
+
+    generator: str
+    verifier: str | None
+    backend: Backend
+    scorer: Scorer | None
+
+
+def _evaluate(config: EvaluateConfig, layout: artifacts.RunLayout, out_dir: Path, task: str | None,
+              models: Models) -> artifacts.StageOutput:
     recipe = config.eval
     what = f"problem split '{recipe.split}'" + (f" of task {task}" if task else "")
     split = artifacts.require(layout.problems(recipe.split, task), what,
                               f"pipelines/prepare.py{f' eval_tasks=[{task}]' if task else ''}")
     problems = read_records(split, Problem)[:recipe.limit]
-    generator = resolve_path(config.generator
-                             or layout.generator(layout.generator_index(config.name), config.model.name_or_path))
-    verifier = verifier_path(layout, config.verifier)
-    backend = open_backend(config.model, generator, recipe.search.sampling)
-    scorer = None if verifier is None else load_scorer(verifier, config.model, batch_size=config.verifier_batch_size)
+    generator, verifier, backend, scorer = models.generator, models.verifier, models.backend, models.scorer
+    backend.stats = GenerationStats()  # this task's tokens and speed only
     with Sandbox(config.sandbox) as sandbox:
         metrics, rows = search_metrics(problems, backend, sandbox, scorer, recipe.search, recipe.candidates_sweep)
     metrics |= {"problems": len(problems), "task": task or config.task.name.value, "split": recipe.split,
