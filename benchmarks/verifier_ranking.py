@@ -32,14 +32,13 @@ import sys
 import time
 from pathlib import Path
 
-import torch
 
-from mucode import recipes
+from mucode import lm_verifier, recipes
 from mucode.artifacts import RunLayout
 from mucode.generation import open_backend
 from mucode.metrics import verifier_metrics
 from mucode.models import ModelConfig, load_generator
-from mucode.prompts import extract_code, first_turn, format_code, problem_text, render
+from mucode.prompts import extract_code, first_turn, problem_text, render
 from mucode.records import Problem, read_records
 from mucode.sandbox import Job, Sandbox, SandboxConfig
 from mucode.probes import outputs, probe_tests
@@ -71,20 +70,12 @@ def sample_pool(problems: list[Problem], generator: str, samples: int) -> list[d
              "outputs": outputs(o) if tests[p.id] else ()} for p, c, r, o in zip(owners, codes, results, probed)]
 
 
-@torch.inference_mode()
 def likelihood(generator: str, problems: dict[str, Problem], keys: list[tuple[str, str]]) -> list[float]:
-    """Sum of the generator's log-probabilities of each (problem id, code)'s answer given its turn-1 prompt."""
+    """Sum of the generator's log-probabilities of each (problem id, code)'s answer given its turn-1 prompt
+    (what an untrained loglik verifier with beta 1 scores)."""
     model, tok = load_generator(ModelConfig(), generator)
-    model.eval()
-    out = []
-    for pid, code in keys:
-        state = first_turn(problems[pid])
-        prompt = tok(render(tok, state), add_special_tokens=False)["input_ids"]
-        full = tok.apply_chat_template(state + [{"role": "assistant", "content": format_code(code)}], tokenize=False)
-        ids = torch.tensor([tok(full, add_special_tokens=False)["input_ids"]])
-        logp = torch.log_softmax(model(ids).logits[0, :-1].float(), -1).gather(1, ids[0, 1:, None])[:, 0]
-        out.append(logp[len(prompt) - 1:].sum().item())
-    return out
+    tokens = [lm_verifier.code_tokens(tok, problem_text(problems[pid]), code, 10**9) for pid, code in keys]
+    return [s for s, _ in lm_verifier.logprob_sums(model, tokens, tok.pad_token_id)]
 
 
 def code_tokens(code: str) -> list[str]:

@@ -10,7 +10,7 @@ cards' metrics.
 A folder is a `save_pretrained` folder (safetensors) that loads with the Auto classes: the generator
 with AutoModelForCausalLM, its tokenizer with the chat template and a generation_config whose eos is
 the end-of-turn token; a scalar-head verifier with AutoModelForSequenceClassification (num_labels=1,
-score at the input's last token: its pad token is not eos); an LM-head verifier (ratio, likelihood:
+score at the input's last token: its pad token is not eos); an LM-head verifier (ratio, likelihood, loglik:
 mucode.lm_verifier) with AutoModelForCausalLM, with its mucode_verifier.json and, for ratio, its
 reference model in `reference/` (or named by Hub id when the reference is a Hub model); its card
 shows how to compute the score with transformers alone. README.md is the model card: YAML metadata

@@ -6,7 +6,7 @@ heads' scores, batches, scoring, and the small file that says which head a saved
     sums, counts = code_logprobs(model, batch)                 # [B] sum of log p, [B] code tokens
     r = head_scores(VerifierHead.ratio, sums, counts, batch["reference"], beta=0.1)
 
-The input is the verifier's chat text (mucode.verifier.verifier_text: user = the turn-1 problem,
+The input is the verifier's chat text (mucode.verifier.verifier_text: user = the generator's turn-1 message,
 assistant = the code block), tokenized exactly as a generator's SFT target (mucode.sft.tokenize): the
 prompt is the template's rendering of the user turn with the generation prompt, and the scored tokens
 are the assistant turn's, up to and including its first eos (the code block and its end-of-turn
@@ -44,6 +44,7 @@ import torch
 import torch.nn.functional as F
 
 from mucode import artifacts
+from mucode.prompts import first_turn_of
 from mucode.records import SFTExample, VerifierExample
 from mucode.sft import IGNORE, Tokenized, collate, tokenize
 
@@ -107,7 +108,7 @@ def reference_for(init: str, folder: str | Path) -> str:
 
 def code_tokens(tokenizer, prompt: str, code: str, max_length: int) -> Tokenized:
     """The verifier text's tokens, `prompt_len` of them before the assistant turn (code + eos), cut from the left."""
-    full = tokenize(tokenizer, SFTExample("verifier", [{"role": "user", "content": prompt}], code), max_length=10**9)
+    full = tokenize(tokenizer, SFTExample("verifier", first_turn_of(prompt), code), max_length=10**9)
     cut = max(0, len(full.input_ids) - max_length)
     return Tokenized(full.input_ids[cut:], max(1, full.prompt_len - cut))
 
@@ -181,12 +182,12 @@ def logprob_sums(model, rows: Sequence[Tokenized], pad_id: int, batch_size: int 
 
 def code_rows(model, tokenizer, examples: Sequence[VerifierExample], head: VerifierHead, max_length: int,
               batch_size: int = 64) -> list[CodeRow]:
-    """Training rows of `examples`; for ratio, each with its code's log-prob sum under `model` (the starting
-    weights, i.e. the reference), computed here once, on the inference device."""
+    """Training rows of `examples`; for ratio and loglik, each with its code's log-prob sum under `model` (the
+    starting weights, i.e. the reference), computed here once, on the inference device."""
     from mucode.models import inference_device
 
     tokens = [code_tokens(tokenizer, ex.prompt, ex.code, max_length) for ex in examples]
-    if head is not VerifierHead.ratio:
+    if head not in (VerifierHead.ratio, VerifierHead.loglik):
         return [CodeRow(t) for t in tokens]
     home = next(model.parameters()).device
     sums = logprob_sums(model.to(inference_device()), tokens, tokenizer.pad_token_id, batch_size)

@@ -24,14 +24,20 @@ _FENCE = re.compile(r"```[ \t]*([A-Za-z0-9_+-]*)[ \t]*\n")
 
 
 def problem_text(problem: Problem) -> str:
-    """The problem as the generator sees it at turn 1 (also the verifier's input prefix)."""
+    """The problem's statement and public tests: what the generator sees at turn 1, before the instruction
+    (first_turn), and how verifier examples and scorers name a problem."""
     tests = "\n".join(problem.public_tests)
     return f"{problem.prompt.rstrip()}\n\nTests:\n{tests}"
 
 
 def first_turn(problem: Problem) -> list[Message]:
     """State s_1: one user message."""
-    return [{"role": "user", "content": f"{problem_text(problem)}\n\n{INSTRUCTION}"}]
+    return first_turn_of(problem_text(problem))
+
+
+def first_turn_of(text: str) -> list[Message]:
+    """State s_1 of a problem given as its problem_text (the verifier's input starts with it too)."""
+    return [{"role": "user", "content": f"{text}\n\n{INSTRUCTION}"}]
 
 
 def next_turn(state: list[Message], code: str, feedback: str) -> list[Message]:

@@ -3,9 +3,12 @@
     scorer = load_scorer("runs/x/iter1/verifier/model", ModelConfig())  # [(problem text, code)] -> scores
     pairs = sample_pairs(examples, 32, random.Random(0))              # BT training pairs
 
-The verifier R(x, y) reads the problem as the generator sees it at turn 1 (statement + public tests)
-and the candidate code, rendered with the chat template as a user turn and an assistant turn. Its
-score comes from one of three heads (`verifier.head`), all trained on the same examples and pairs with
+The verifier R(x, y) reads the generator's turn-1 message (statement + public tests + instruction,
+prompts.first_turn_of) and the candidate code, rendered with the chat template as a user turn and an
+assistant turn: the very text the generator's turn-1 answer is trained and sampled in, so an LM head
+starts from the generator's own likelihood of the code (with the bare problem text instead, the warm
+start's summed log-likelihood ranked the near misses of the embedded suite at 0.689, not 0.794). Its
+score comes from one of four heads (`verifier.head`), all trained on the same examples and pairs with
 the same losses and the same loop (mucode.training):
     scalar      the paper's: the base LM with a fresh scalar head (AutoModelForSequenceClassification,
                 num_labels=1); the score is read at the input's last token, the assistant turn's eos
@@ -15,6 +18,9 @@ the same losses and the same loop (mucode.training):
                 (the code block and its eos), p_ref = the starting weights frozen: the implicit reward
                 of DPO-style verifiers (V-STaR); r = 0 for every code before training
     likelihood  through the LM head: the mean log p_theta over the same tokens, no reference
+    loglik      through the LM head: r = beta * sum log p_theta over the same tokens; before training,
+                the generator's own ranking of its candidates (which the BT loss then corrects, its l2
+                term holding r near that start)
 The LM heads keep what the generator knows about which token goes where (a near miss differs from a
 correct code in one token); they may add `sft_weight` x the mean token NLL of the correct codes of a
 batch (GenRM's joint SFT). Their scoring and batches are mucode.lm_verifier; a saved LM verifier says
@@ -39,7 +45,10 @@ them (`mutants`: sources, made, run, failed, passed, by operator).
 Losses (the muCode paper, step 2), on the score r of any head:
     BCE   pointwise binary cross-entropy on (x, y, label); a batch item is one example
     BT    per problem with both kinds, P sampled (positive, negative) pairs;
-          -log sigmoid(r+ - r-) + lambda * mean(r^2)   (lambda default 1e-3); a batch item is a pair,
+          -log sigmoid(r+ - r-) + lambda * mean((r - r0)^2)   (lambda default 1e-3); r0 is the score
+          before training: 0 for the scalar head (a fresh head) and for ratio (theta = reference), the
+          starting weights' beta * sum log p for loglik (lambda keeps it near the generator's own ranking);
+          a batch item is a pair,
           drawn once per run (seeded), and its length for the token budget is twice its longer side
 
 Limits: inputs longer than train.max_length are cut from the left (the code, at the end, is kept);
@@ -66,7 +75,7 @@ from mucode import artifacts, lm_verifier
 from mucode.lm_verifier import ReferenceSums, SavedHead, VerifierHead, code_logprobs, head_scores
 from mucode.metrics import verifier_metrics
 from mucode.models import ModelConfig, inference_device, load_generator, load_verifier
-from mucode.prompts import format_code, problem_text
+from mucode.prompts import first_turn_of, format_code, problem_text
 from mucode.records import Episode, Message, Problem, VerifierExample
 from mucode.training import TrainConfig
 
@@ -91,7 +100,7 @@ class VerifierRecipe:
     beta: float = 0.1
     """ratio, loglik: the scale of the (ratio of) log-likelihoods (DPO's beta)."""
     sft_weight: float = 0.0
-    """ratio, likelihood: weight of an SFT term, the mean token NLL of the batch's correct codes (0 = none)."""
+    """ratio, likelihood, loglik: weight of an SFT term, the mean token NLL of the batch's correct codes (0 = none)."""
     pairs_per_problem: int = 32
     """BT: most (positive, negative) pairs per training problem."""
     l2: float = 1e-3
@@ -109,14 +118,14 @@ class VerifierRecipe:
             raise ValueError(f"verifier.loss={self.loss!r}; choose one of bce, bt")
         self.loss = VerifierLoss(self.loss)
         if self.head not in {m.value for m in VerifierHead}:
-            raise ValueError(f"verifier.head={self.head!r}; choose one of scalar, ratio, likelihood")
+            raise ValueError(f"verifier.head={self.head!r}; choose one of scalar, ratio, likelihood, loglik")
         self.head = VerifierHead(self.head)
         if self.beta <= 0:
             raise ValueError(f"verifier.beta={self.beta} must be > 0")
         if self.sft_weight < 0:
             raise ValueError(f"verifier.sft_weight={self.sft_weight} must be >= 0")
         if self.sft_weight and self.head is VerifierHead.scalar:
-            raise ValueError("verifier.sft_weight needs an LM head (verifier.head=ratio or likelihood); "
+            raise ValueError("verifier.sft_weight needs an LM head (verifier.head=ratio, likelihood or loglik); "
                              "the scalar head has no language-model output")
         if self.pairs_per_problem < 1:
             raise ValueError(f"verifier.pairs_per_problem={self.pairs_per_problem} must be >= 1")
@@ -133,10 +142,15 @@ def bce_loss(scores: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     return F.binary_cross_entropy_with_logits(scores.float(), labels.float())
 
 
-def bt_loss(chosen: torch.Tensor, rejected: torch.Tensor, l2: float = 1e-3) -> torch.Tensor:
-    """Bradley-Terry loss of paired scores [P] (positive, negative) plus l2 * mean(r^2) over both."""
+def bt_loss(chosen: torch.Tensor, rejected: torch.Tensor, l2: float = 1e-3, start: torch.Tensor | None = None
+            ) -> torch.Tensor:
+    """Bradley-Terry loss of paired scores [P] (positive, negative) plus l2 * mean((r - r0)^2) over both,
+    r0 = `start` [2P] (the chosen's then the rejected's scores before training; default 0)."""
     chosen, rejected = chosen.float(), rejected.float()
-    return -F.logsigmoid(chosen - rejected).mean() + l2 * torch.cat([chosen, rejected]).pow(2).mean()
+    drift = torch.cat([chosen, rejected])
+    if start is not None:
+        drift = drift - start.float()
+    return -F.logsigmoid(chosen - rejected).mean() + l2 * drift.pow(2).mean()
 
 
 def examples_from_episodes(episodes: list[Episode], problems: dict[str, Problem]) -> list[VerifierExample]:
@@ -268,7 +282,8 @@ def lm_step(model, batch: dict[str, torch.Tensor], recipe: VerifierRecipe
         items = len(scores)
     else:
         chosen, rejected = scores.chunk(2)
-        loss = bt_loss(chosen, rejected, recipe.l2)
+        start = recipe.beta * batch["reference"] if recipe.head is VerifierHead.loglik else None
+        loss = bt_loss(chosen, rejected, recipe.l2, start)
         with torch.no_grad():
             metrics = {"pair_accuracy": (chosen > rejected).float().mean()}
         items = len(chosen)
@@ -325,8 +340,10 @@ class Scorer:
 
 
 def verifier_messages(prompt: str, code: str) -> list[Message]:
-    """The verifier's input as chat messages: the turn-1 problem text, then the code as the answer."""
-    return [{"role": "user", "content": prompt}, {"role": "assistant", "content": format_code(code)}]
+    """The verifier's input as chat messages: the generator's turn-1 message for the problem text `prompt`
+    (prompts.first_turn_of), then the code as the answer. The LM heads score the code's likelihood given
+    exactly the prompt the generator wrote it for (their ranking at initialisation is the generator's own)."""
+    return [*first_turn_of(prompt), {"role": "assistant", "content": format_code(code)}]
 
 
 def verifier_text(tokenizer, prompt: str, code: str) -> str:

@@ -29,6 +29,7 @@ PAPER_1B = {
     "rollout.sampling.temperature": 0.7, "rollout.sampling.top_p": 1.0,
     "rollout.sampling.max_new_tokens": 1000,                  # 1000 tokens per turn (paper C.0.2)
     "sandbox.timeout_s": 10.0,                                # utils.py:L9
+    "verifier.head": "scalar",                                # the paper's fresh scalar head
     "verifier.loss": "bt", "verifier.pairs_per_problem": 32, "verifier.l2": 1e-3, "verifier.valid_fraction": 0.0,
     "verifier.train.lr": 1e-6, "verifier.train.epochs": 2.0, "verifier.train.max_steps": 0,   # Table 6
     "verifier.train.max_length": 2048, "verifier.train.batch_tokens": 0,                       # Table 6

@@ -18,7 +18,7 @@ from mucode.models import ModelConfig, load_verifier
 from mucode.records import Episode, Problem, Turn, VerifierExample, write_records
 from mucode.stages.train_verifier import TrainVerifierConfig
 from mucode.stages.train_verifier import run as train_verifier
-from mucode.prompts import format_code
+from mucode.prompts import INSTRUCTION, format_code
 from mucode.verifier import (
     Scorer, VerifierLoss, VerifierRecipe, bce_loss, bce_step, bt_loss, collate_pairs, collate_pointwise,
     examples_from_episodes, lm_step, load_scorer, sample_pairs, score, split_by_problem, tokenize, training_items,
@@ -38,6 +38,14 @@ def test_bt_hand_values():
     # pairs (1, 0) and (0, 2): mean(log(1+e^-1), log(1+e^2)) + 0.1 * mean(1, 0, 0, 4)
     expected = (math.log(1 + math.exp(-1)) + math.log(1 + math.exp(2))) / 2 + 0.1 * 5 / 4
     assert bt_loss(torch.tensor([1.0, 0.0]), torch.tensor([0.0, 2.0]), l2=0.1).item() == pytest.approx(expected)
+
+
+def test_bt_l2_counts_the_drift_from_the_starting_scores():
+    # pairs (1, 0) and (0, 2) that started at (1, 1) and (-1, 2): drifts 0, 1 | -1, 0 -> l2 * mean(0, 1, 1, 0)
+    start = torch.tensor([1.0, 1.0, -1.0, 2.0])  # the chosen rows', then the rejected rows'
+    expected = (math.log(1 + math.exp(-1)) + math.log(1 + math.exp(2))) / 2 + 0.1 * 2 / 4
+    assert bt_loss(torch.tensor([1.0, 0.0]), torch.tensor([0.0, 2.0]), l2=0.1, start=start).item() == \
+        pytest.approx(expected)
 
 
 def test_bt_gradient_pushes_pairs_apart():
@@ -334,7 +342,8 @@ def test_saved_verifier_scores_alike_with_transformers_trl_openrlhf_and_the_scor
     rm = AutoModelForSequenceClassification.from_pretrained(tmp_path / "v").eval()
     rtok = AutoTokenizer.from_pretrained(tmp_path / "v")
     assert rm.config.pad_token_id == rtok.pad_token_id != rtok.eos_token_id
-    chats = [[{"role": "user", "content": p}, {"role": "assistant", "content": format_code(c)}] for p, c in SCORED]
+    chats = [[{"role": "user", "content": f"{p}\n\n{INSTRUCTION}"}, {"role": "assistant", "content": format_code(c)}]
+             for p, c in SCORED]  # the generator's turn-1 message, as the model card tells users to write it
     texts = [rtok.apply_chat_template(chat, tokenize=False) for chat in chats]
     for side in ("left", "right"):
         rtok.padding_side = side
@@ -356,7 +365,7 @@ def test_saved_verifier_scores_alike_with_transformers_trl_openrlhf_and_the_scor
 
 def _answer_logprob(model, tok, prompt, code):
     """(sum, count) of log p over the assistant turn's tokens, by hand from the logits of one unpadded row."""
-    user = [{"role": "user", "content": prompt}]
+    user = [{"role": "user", "content": f"{prompt}\n\n{INSTRUCTION}"}]
     head = tok(tok.apply_chat_template(user, tokenize=False, add_generation_prompt=True),
                add_special_tokens=False)["input_ids"]
     ids = tok(verifier_text(tok, prompt, code), add_special_tokens=False)["input_ids"]
@@ -464,6 +473,23 @@ def test_lm_step_reproduces_the_losses_from_the_scores(tiny_model_dir):
         loss, _ = lm_step(model, pairs, VerifierRecipe(loss="bt", head="likelihood", l2=0.0))
     means = sums[:2] / counts[:2]
     assert loss.item() == pytest.approx(bt_loss(means[:1], means[1:], l2=0.0).item(), abs=1e-5)
+    with torch.no_grad():  # loglik: l2 holds beta * sum near its start, beta * the starting weights' sum
+        loss, _ = lm_step(model, pairs, VerifierRecipe(loss="bt", head="loglik", beta=0.5, l2=0.1))
+    r, start = 0.5 * sums[:2], 0.5 * torch.tensor([0.0, -1.0])
+    expected = -torch.nn.functional.logsigmoid(r[0] - r[1]) + 0.1 * (r - start).pow(2).mean()
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-5)
+
+
+def test_lm_heads_score_the_code_in_the_generators_own_turn_one_prompt(tiny_model_dir):
+    from mucode.models import load_generator
+    from mucode.prompts import first_turn, problem_text, render
+
+    _, tok = load_generator(ModelConfig(), str(tiny_model_dir))
+    problem = Problem("p1", "Write f(x) returning x.", "f", ["assert f(1) == 1"], [], "def f(x):\n    return x")
+    t = code_tokens(tok, problem_text(problem), problem.reference, max_length=256)
+    prompt = tok(render(tok, first_turn(problem)), add_special_tokens=False)["input_ids"]
+    assert t.input_ids[:t.prompt_len] == prompt  # what the generator wrote its turn-1 answer after
+    assert verifier_text(tok, problem_text(problem), problem.reference).startswith(render(tok, first_turn(problem)))
 
 
 def test_stage_trains_an_lm_verifier_that_load_scorer_reads(tiny_model_dir, tmp_path):

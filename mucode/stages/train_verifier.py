@@ -14,15 +14,15 @@ scored through the LM head: verifier.head, see mucode.verifier).
 Reads the rollouts of iterations 1..i (or `inputs`), the problem split they were collected on and
 the starting weights (generator 0: the warm start for the tiny default); writes out_dir/model
 (AutoModelForSequenceClassification, num_labels=1, for the scalar head; AutoModelForCausalLM with
-mucode_verifier.json naming the head, beta and the reference, for the ratio and likelihood heads),
+mucode_verifier.json naming the head, beta and the reference, for the LM heads),
 metrics.jsonl, config.yaml and manifest.json with the held-out validation metrics
 (mucode.verifier.validation_metrics). A killed run resumes from out_dir/checkpoints; a complete stage
-is skipped. The ratio head's reference is the starting weights: their log-probs of the training codes
-are computed once before training, on each process. With verifier.mutants > 0 the main process also
-runs one-edit mutants of the training problems' correct codes in the sandbox (`sandbox` limits) and
-adds them, labelled by the tests, to the training examples (never to the validation problems); the
-other processes receive them, so every rank trains on the same data (mucode.mutants; metrics
-`mutants`).
+is skipped. The starting weights' log-probs of the training codes (the ratio head's reference, the
+loglik head's starting score) are computed once before training, on each process. With verifier.mutants
+> 0 the main process also runs one-edit mutants of the training problems' correct codes in the sandbox
+(`sandbox` limits) and adds them, labelled by the tests, to the training examples (never to the
+validation problems); the other processes receive them, so every rank trains on the same data
+(mucode.mutants; metrics `mutants`).
 """
 
 from __future__ import annotations
