@@ -15,6 +15,7 @@ K=15, 1000 new tokens, S=10, N=5) are the library defaults where they make sense
 from __future__ import annotations
 
 from mucode.generation import SamplingConfig
+from mucode.lm_verifier import VerifierHead
 from mucode.rollouts import RolloutRecipe
 from mucode.search import EvalRecipe, SearchConfig
 from mucode.sft import GeneratorRecipe
@@ -40,11 +41,14 @@ def rollouts() -> RolloutRecipe:
 
 
 def verifier() -> VerifierRecipe:
-    """Bradley-Terry, 32 pairs per problem; 2 epochs (the paper's) x 4,096-token batches at 1e-3, random
-    batches. Epochs, not steps, because R_i's data grows with every iteration."""
-    train = TrainConfig(lr=1e-3, warmup_steps=10, max_steps=0, epochs=2.0, batch_tokens=4096, max_length=1024,
+    """The loglik head (beta 0.1 x the summed log-likelihood of the code, initialised from generator 0),
+    Bradley-Terry, 32 pairs per problem; 2 epochs (the paper's) x 4,096-token batches at 1e-5, random
+    batches. Epochs, not steps, because R_i's data grows with every iteration. The paper's scalar head
+    is `verifier.head=scalar verifier.train.lr=1e-3` (its lr here; benchmarks/README.md compares them)."""
+    train = TrainConfig(lr=1e-5, warmup_steps=10, max_steps=0, epochs=2.0, batch_tokens=4096, max_length=1024,
                         sort_window=0, checkpoint_every=50)
-    return VerifierRecipe(pairs_per_problem=32, l2=1e-3, valid_fraction=0.1, train=train)
+    return VerifierRecipe(head=VerifierHead.loglik, beta=0.1, pairs_per_problem=32, l2=1e-3, valid_fraction=0.1,
+                          train=train)
 
 
 def iteration_sft() -> GeneratorRecipe:

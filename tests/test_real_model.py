@@ -190,9 +190,8 @@ def test_main_job_with_a_hub_architecture_trains_on_mbpp_and_evaluates_on_mbpp_a
     rollouts, verifier, relabel, SFT, evaluation on both tasks, report; then export, whose folders load
     with transformers alone. The generator 0 of a pretrained model is the model itself: no warm start,
     no embedded references."""
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
-
     from mucode import artifacts
+    from mucode.lm_verifier import SavedHead, VerifierHead
     from mucode.stages import export
 
     run_dir = hub_run
@@ -217,6 +216,7 @@ def test_main_job_with_a_hub_architecture_trains_on_mbpp_and_evaluates_on_mbpp_a
     exported = export.run(compose("export", [f"run_dir={run_dir}", f"out_dir={run_dir.parent / 'export'}"]))
     generator, tok = load_generator(ModelConfig(name_or_path=str(exported.folders["generator"])))
     assert generator.config.architectures == ["LlamaForCausalLM"] and tok.eos_token == "<|im_end|>"
-    verifier = AutoModelForSequenceClassification.from_pretrained(exported.folders["verifier"])
-    vtok = AutoTokenizer.from_pretrained(exported.folders["verifier"])
-    assert vtok.pad_token_id != vtok.eos_token_id and verifier.config.pad_token_id == vtok.pad_token_id
+    # the default verifier (loglik) is a causal LM with its head file; the scalar head's pad rule is test_verifier's
+    verifier = AutoModelForCausalLM.from_pretrained(exported.folders["verifier"])
+    assert verifier.config.architectures == ["LlamaForCausalLM"]
+    assert SavedHead.read(exported.folders["verifier"]).head is VerifierHead.loglik

@@ -172,7 +172,8 @@ def test_stage_learns_saves_a_reloadable_verifier_and_skips_when_done(tiny_model
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     _synthetic_run(tmp_path)
-    config = _compose([f"run_dir={tmp_path}", f"init={tiny_model_dir}", f"verifier.loss={loss}", *STAGE])
+    config = _compose([f"run_dir={tmp_path}", f"init={tiny_model_dir}", f"verifier.loss={loss}", "verifier.head=scalar",
+                       *STAGE])
     metrics = train_verifier(config)
     out = tmp_path / "iter1" / "verifier"
     manifest = artifacts.read_manifest(out)
@@ -515,8 +516,8 @@ def test_stage_trains_an_lm_verifier_that_load_scorer_reads(tiny_model_dir, tmp_
 
 @pytest.mark.parametrize("override, message", [
     ("verifier.head=nope", "head"), ("verifier.beta=0", "beta=0.0 must be > 0"),
-    ("verifier.sft_weight=0.5", "sft_weight needs an LM head"),
+    ("verifier.head=scalar verifier.sft_weight=0.5", "sft_weight needs an LM head"),
 ])
 def test_bad_head_values_fail_with_one_line(override, message):
     with pytest.raises(Exception, match=message):
-        _compose([override])
+        _compose(override.split())
