@@ -221,7 +221,8 @@ def eval_results(source: Source, summary: Summary, dataset_type: str, dataset_na
         common = dict(task_type="text-classification", task_name="Code correctness verification",
                       dataset_type=dataset_type, dataset_name=dataset_name, dataset_split="valid")
         own = summary.verifier if source.final else VerifierResult()
-        pairs = [("roc_auc", "AUC", own.auc), ("accuracy", "accuracy (score > 0)", own.accuracy)]
+        pairs = [("roc_auc", "AUC", own.auc), ("accuracy", "within-problem pair accuracy", own.pair_accuracy),
+                 ("accuracy", "accuracy (score > 0)", own.accuracy)]
         return [EvalResult(**common, metric_type=kind, metric_value=v, metric_name=name)
                 for kind, name, v in pairs if finite(v)]
     row = summary.generators.get(source.row)

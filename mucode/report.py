@@ -168,6 +168,11 @@ class VerifierResult:
     def accuracy(self) -> float | None:
         return self.metrics.get("accuracy")
 
+    @property
+    def pair_accuracy(self) -> float | None:
+        """Within-problem pair accuracy: what Best-of-N needs (accuracy at 0 means nothing for the LM heads)."""
+        return self.metrics.get("pair_accuracy")
+
     @classmethod
     def of_stage(cls, metrics: dict) -> VerifierResult:
         """From a verifier stage's manifest metrics: its "valid" block (or the top level)."""
@@ -430,7 +435,7 @@ def write_report(run_dir: str | Path, wall_seconds: float | None = None) -> Summ
     plots = write_plots(layout.root, summary.generators)
     lines = [f"# mucode run report: {layout.root}", "",
              f"Wall time {summary.wall_seconds:.1f} s; verifier AUC {fmt_num(summary.verifier.auc)}, "
-             f"accuracy {fmt_num(summary.verifier.accuracy)}.", ""]
+             f"within-problem pair accuracy {fmt_num(summary.verifier.pair_accuracy)}.", ""]
     lines += generator_tables(summary.generators)
     for task, generators in summary.tasks.items():
         lines += generator_tables(generators, task)

@@ -53,8 +53,8 @@ Losses (the muCode paper, step 2), on the score r of any head:
 
 Limits: inputs longer than train.max_length are cut from the left (the code, at the end, is kept);
 BT scores are not probabilities, so its accuracy and ECE (sigmoid of the score) are only indicative;
-the likelihood head's score is always < 0, so with BCE it cannot reach a positive logit, and its
-accuracy at 0 is the share of negatives (use BT with it).
+the likelihood and loglik heads' scores are always < 0, so with BCE they cannot reach a positive logit, and
+their accuracy at 0 is the share of negatives (use BT with them; read AUC and pair_accuracy).
 """
 
 from __future__ import annotations

@@ -29,7 +29,7 @@ SUMMARY = {  # as write_report writes it
     "run_dir": "runs/x",
     "wall_seconds": 812.5,
     "stage_seconds": {"warmup": 100.0, "iter1/sft": 50.0},
-    "verifier": {"auc": 0.812, "accuracy": 0.75, "ece": 0.1},
+    "verifier": {"auc": 0.812, "accuracy": 0.75, "ece": 0.1, "pair_accuracy": 0.7},
     "verifiers": {"iter1": {"auc": 0.812, "accuracy": 0.75, "ece": 0.1}},
     "rollouts": {"iter1": {"episodes": 40, "fix_share": 0.25}},
     "generators": {
@@ -133,7 +133,7 @@ def test_generator_card_parses_and_carries_the_run_metrics(exported):
 def test_verifier_card_parses_and_carries_the_run_metrics(exported):
     _, result = exported
     card, metrics = _card(result.folders["verifier"])
-    assert metrics == {"AUC": 0.812, "accuracy (score > 0)": 0.75}
+    assert metrics == {"AUC": 0.812, "within-problem pair accuracy": 0.7, "accuracy (score > 0)": 0.75}
     assert {"reward-model", "mucode"} <= set(card.data.tags) and card.data.pipeline_tag == "text-classification"
     assert "AutoModelForSequenceClassification" in card.text and "AUC 0.812" in card.text
 
@@ -263,7 +263,7 @@ def test_card_renders_from_the_template_with_the_repo_id_and_the_summary_metrics
     assert 'repo = "someone/gen-x"' in card.text and "{{" not in card.text and "@REPO@" not in card.text
     assert "| iter1 | 43.2 | 38.0 / 42.0 | 40.0 | 50.0 | 45.0 | 55.0 |" in card.text
     assert "| base | 30.0 | 25.0 / 30.0 | 30.0 | 35.0 | 33.0 | 40.0 |" in card.text
-    assert "AUC 0.812, accuracy 75.0" in card.text and "Wall time of the whole run: 0.23 h." in card.text
+    assert "AUC 0.812, within-problem pair accuracy 0.700" in card.text and "Wall time of the whole run: 0.23 h." in card.text
     assert "This is generator 1." in card.text and "<code>run/iter1/sft/config.yaml</code>" in card.text
     del summary.generators["iter1"].bon[next(iter(summary.generators["iter1"].bon))]  # no random selector
     base = model_card(Source("generator", "generator 0", stage, row="base"), facts, summary, None)
@@ -272,7 +272,7 @@ def test_card_renders_from_the_template_with_the_repo_id_and_the_summary_metrics
     verifier = ModelCard(model_card(Source("verifier", "final verifier", stage, final=True), facts, summary, "a/v"))
     assert verifier.text.startswith("\n# v\n\nFinal verifier of the μCode run `run`")
     assert "This verifier on held-out problems: AUC 0.812" in verifier.text and 'repo = "a/v"' in verifier.text
-    assert [r.metric_value for r in verifier.data.eval_results] == [0.812, 0.75]
+    assert [r.metric_value for r in verifier.data.eval_results] == [0.812, 0.7, 0.75]
 
 
 def test_entry_point_missing_summary_exits_2_with_one_line(tmp_path):
