@@ -260,11 +260,10 @@ def stage_dirs(layout: RunLayout) -> list[Path]:
 
 
 def stage_seconds(stage: Path, manifest: dict) -> float:
-    """The stage's wall time; without one (merged rollouts), the sum of its shards' times."""
-    if manifest.get("seconds") is not None:
-        return float(manifest["seconds"])
+    """The stage's wall time; a sharded stage (rollouts) adds its shards' times to its own (the merge's)."""
     shards = [artifacts.read_manifest(p) for p in sorted(stage.glob("shard-*"))]
-    return float(sum(m["seconds"] or 0.0 for m in shards if m is not None))
+    own = manifest.get("seconds") or 0.0
+    return float(own + sum(m["seconds"] or 0.0 for m in shards if m is not None))
 
 
 def clock_seconds(layout: RunLayout) -> float | None:

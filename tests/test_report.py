@@ -38,7 +38,7 @@ def _run(tmp_path):
     for i, fix in ((1, 0.25), (2, 0.375)):
         _stage(root, f"iter{i}/rollouts/shard-000-of-001", {}, 30.0 + i)
         _stage(root, f"iter{i}/rollouts", {"episodes": 40, "correct_by_turn": [0.5, 0.6, 0.625],
-                                           "turn1_failures": 16, "fix_share": fix}, None)
+                                           "turn1_failures": 16, "fix_share": fix}, 0.5 if i == 1 else None)
         _stage(root, f"iter{i}/verifier", {"valid": {"auc": 0.7 + i / 100, "accuracy": 0.8}}, 20.0)
         _stage(root, f"iter{i}/sft", {}, 40.0)
     _stage(root, "final_verifier", {"valid": {"auc": 0.8123, "accuracy": 0.7777, "ece": 0.05}}, 25.0)
@@ -57,7 +57,8 @@ def test_report_builds_summary_tables_and_plots_from_manifests(tmp_path):
     assert summary["verifier"]["auc"] == 0.8123 and summary["verifier"]["accuracy"] == 0.7777
     assert list(summary["generators"]) == ["base", "iter1", "iter2"]
     assert summary["generators"]["iter2"]["bon"]["pt+lv"]["accuracy"] == 0.511
-    assert summary["stage_seconds"]["iter1/rollouts"] == 31.0  # merged rollouts: the sum of the shards
+    assert summary["stage_seconds"]["iter1/rollouts"] == 31.5  # merged rollouts: the shards + the merge
+    assert summary["stage_seconds"]["iter2/rollouts"] == 32.0  # a merge that recorded no time
     assert summary["stage_seconds"]["eval/iter2"] == 55.0 and summary["stage_seconds"]["warmup"] == 100.0
     assert summary["rollouts"]["iter2"]["fix_share"] == 0.375
     report = (root / "report.md").read_text()
@@ -133,7 +134,7 @@ def test_summary_read_round_trips_write_report(tmp_path):
     assert list(base.bon) == [Selector.random, Selector.pt, Selector.lv, Selector.pt_lv]
     assert base.bon_accuracy(Selector.pt_cluster) is None
     assert summary.verifier.auc == 0.8123 and summary.verifiers["iter1"].auc == 0.71
-    assert summary.rollouts["iter2"].fix_share == 0.375 and summary.stage_seconds["iter1/rollouts"] == 31.0
+    assert summary.rollouts["iter2"].fix_share == 0.375 and summary.stage_seconds["iter1/rollouts"] == 31.5
     assert summary.to_json() == json.loads((root / "summary.json").read_text())
 
 
