@@ -32,7 +32,6 @@ import sys
 import time
 from pathlib import Path
 
-
 from mucode import lm_verifier, recipes
 from mucode.artifacts import RunLayout
 from mucode.generation import open_backend
