@@ -1,8 +1,9 @@
-"""mucode.sandbox end to end (pool, fork server, checker): feedback, limits, one hostile property per test.
+"""mucode.sandbox end to end (pool, servers, judge): feedback, limits, one hostile property per test.
 
 Every hostile test checks the verdict, that the pool still runs a correct program afterwards, and
 that nothing of the job is left on the host: no process of the job's uid, none whose command line
-carries the test's marker, no file where the program tried to write.
+carries the test's marker, no file where the program tried to write. The attacks that forge a
+verdict, and the same checks as a non-root user, are in tests/sandbox/test_attacks.py.
 """
 
 from __future__ import annotations
@@ -12,13 +13,11 @@ import signal
 import socket
 import textwrap
 import uuid
-from collections import Counter
 
 import pytest
 
 from mucode.sandbox import (ExecResult, IsolationMode, Job, Sandbox, SandboxConfig, SandboxError,
                             Status, check_job, run)
-from mucode.sandbox.child import values
 
 pytestmark = [pytest.mark.skipif(not os.path.exists("/proc/self/status"), reason="Linux only"),
               pytest.mark.timeout(120)]
@@ -57,7 +56,7 @@ def go(sb: Sandbox, program: str, tests=("assert f() == 1",), marker: str | None
        **job) -> ExecResult:
     """Run one job; then check the pool is alive and the job left no process behind."""
     result = sb.run_batch([Job(textwrap.dedent(program), list(tests), **job)])[0]
-    uids = {i["uid"] for i in sb.info if i["uid"] is not None}
+    uids = {i["uid"] for i in sb.info if i["uid"] is not None}  # the judge server keeps its own
     assert host_processes(uids, marker) == []
     assert sb.run_batch([Job(OK, ["assert f() == 1"])])[0].passed
     return result
@@ -99,19 +98,14 @@ def test_passing_program_has_no_feedback(sandbox):
     assert r.public_passed and r.private_passed
 
 
-def test_strict_equality():
-    eq = values.equal
-    assert not eq(True, 1) and not eq(1, True) and eq(1, 1.0) and eq([1, 2.0], [1.0, 2])
-    assert not eq([1], (1,)) and not eq("1", 1) and not eq(None, 0) and not eq(0.1 + 0.2, 0.3)
-    assert eq(Counter("aab"), {"a": 2, "b": 1}) and not eq({"a": 1}, {"a": True})
-    assert eq({(1, 2): [3]}, {(1, 2): [3]}) and not eq({1: 2}, {1: 2, 3: 4})
-
-
-def test_comparisons_in_tests_are_type_strict(sandbox):
-    r = go(sandbox, "def f(x):\n    return x > 1\n", ["assert f(2) == 1", "assert f(2) == True",
-                                                     "assert f(0) is False", "assert f(2)"])
-    assert r.tests_passed == [False, True, True, True]
-    assert r.feedback == "Failed: assert f(2) == 1\nf(2) returned True"
+def test_comparisons_mean_what_they_mean_in_python(sandbox):
+    # the judge compares its own copies of the values: 0 == False and 1 == 1.0 as in a fresh
+    # interpreter (MBPP 414's reference returns 0 where its test expects False), [1] != (1,)
+    r = go(sandbox, "def f(x):\n    return x > 1\ndef g():\n    return [1]\n",
+           ["assert f(2) == 1", "assert f(0) == 0", "assert f(0) is False", "assert f(2)",
+            "assert g() != (1,)", "assert g() == [1.0]", "assert g() == (1,)"])
+    assert r.tests_passed == [True] * 6 + [False]
+    assert r.feedback == "Failed: assert g() == (1,)\ng() returned [1]"
 
 
 def test_namedtuples_and_float_tolerance_tests_pass(sandbox):
@@ -287,16 +281,17 @@ def write_attempts(paths: list[str]) -> str:
     """
 
 
-def test_writes_outside_the_work_dir(sandbox, tmp_path):
+def test_writes_outside_the_work_dir(sandbox, plain, tmp_path):
     m = marker()
     paths = [f"/tmp/{m}", f"../{m}", f"{tmp_path}/{m}", f"{os.getcwd()}/{m}", f"/root/{m}",
-             f"/etc/{m}", f"/var/tmp/{m}", f"/dev/shm/{m}", f"{os.path.expanduser('~')}/{m}"]
-    tests = ["assert f() == []"]
-    if sandbox.isolation == IsolationMode.plain:  # world-writable dirs stay writable without bwrap
-        tests = ["assert [p for p in f() if not p.startswith(('/tmp/', '/var/tmp/', '/dev/shm/'))] == []"]
-    assert go(sandbox, write_attempts(paths), tests).passed
-    for p in paths[2:5] + paths[5:6] + paths[8:]:
-        assert not os.path.exists(p)
+             f"/etc/{m}", f"/var/tmp/{m}", f"/dev/shm/{m}", f"/dev/{m}", f"/{m}",
+             f"{os.path.expanduser('~')}/{m}"]
+    # a job writes only its own empty tmpfs mounts (/tmp, /dev/shm, /var/tmp), gone when it ends
+    own = "assert [p for p in f() if not p.startswith(('/tmp/', '/var/tmp/', '/dev/shm/'))] == []"
+    for sb in (sandbox, plain):
+        assert go(sb, write_attempts(paths), [own]).passed
+        for p in paths[:1] + paths[2:]:
+            assert not os.path.exists(p), p
 
 
 def test_deleting_files(sandbox, tmp_path):
@@ -434,6 +429,15 @@ def test_the_harness_modules_and_folders_are_out_of_reach(sandbox, plain):
         return ([k for k in sys.modules if k in names or k.startswith("mucode")]
                 + [p for p in sys.path if "mucode" in p])
     """
+    program = """
+    import sys
+    def f():
+        names = ("checker", "values", "rewrite", "protocol", "forkserver", "judge", "wire",
+                 "_checker", "_harness")
+        return ([k for k in sys.modules if k in names or k.startswith("mucode")]
+                + [p for p in sys.path if "mucode" in p]
+                + [k for k in ("program", "__main__") if sys.modules[k].__dict__ is not globals()])
+    """
     for sb in (sandbox, plain):
         r = go(sb, program, ["assert f() == []"])
         assert r.passed, r.feedback
@@ -479,9 +483,10 @@ def test_rigged_str_and_int_subclasses(sandbox):
 
 def test_forged_results_on_every_fd(sandbox):
     program = """
-    import os
+    import os, struct, json
     def forge():
-        lines = [b"passed\\n", b'{"passed": true}\\n', b"0 T 0 p \\n", b"x D 1 - \\n"]
+        lines = [b"passed\\n", b'{"passed": true}\\n', b"0 T 0 p \\n"]
+        lines.append(struct.pack(">I", 11) + json.dumps({"ok": 1}).encode())
         for fd in range(3, 64):
             for line in lines:
                 try:
@@ -490,15 +495,14 @@ def test_forged_results_on_every_fd(sandbox):
                     pass
     def f():
         forge()
-        return 1
+        return 2
     forge()
     """
-    r = go(sandbox, program)
-    assert r.status == Status.FAILED and r.tests_passed == [False]
-    assert r.feedback == "Failed: the program tampered with the test harness"
+    r = go(sandbox, program, ["assert f() == 1", "assert f() == 1"])
+    assert not r.passed and r.tests_passed == [False, False]
 
 
-def test_stealing_the_nonce_fails(sandbox):
+def test_reading_every_descriptor(sandbox):
     program = """
     import os
     for fd in range(3, 64):
@@ -510,7 +514,7 @@ def test_stealing_the_nonce_fails(sandbox):
     def f():
         return 1
     """
-    assert not go(sandbox, program).passed
+    assert go(sandbox, program).passed  # nothing to steal, nothing broken: the honest verdict
 
 
 # ---------------------------------------------------------------- the plain fallback
@@ -547,13 +551,16 @@ def test_run_batch_keeps_input_order_and_submit_returns_futures(sandbox):
     assert sandbox.submit(Job(OK, ["assert f() == 1"])).result().passed
 
 
-def test_auto_falls_back_to_plain_and_bwrap_insists(monkeypatch, caplog):
+def test_auto_never_falls_back_silently_and_plain_says_what_it_loses(monkeypatch, caplog):
     monkeypatch.setattr("mucode.sandbox.pool._find_bwrap", lambda: "/bin/false")
-    with Sandbox(SandboxConfig(workers=1)) as sb:
-        assert sb.isolation == IsolationMode.plain and go(sb, OK).passed
-    assert "falling back to plain isolation" in caplog.text
+    with pytest.raises(SandboxError, match=r"bubblewrap is not usable here .* shares the host's "
+                                           r"filesystem .* set sandbox.isolation=plain"):
+        Sandbox(SandboxConfig(workers=1))
     with pytest.raises(SandboxError, match="isolation=bwrap but bubblewrap is not usable"):
         Sandbox(SandboxConfig(workers=1, isolation="bwrap"))
+    with Sandbox(SandboxConfig(workers=1, isolation="plain")) as sb:
+        assert sb.isolation == IsolationMode.plain and go(sb, OK).passed
+    assert "sandbox.isolation=plain: plain isolation shares the host's filesystem" in caplog.text
 
 
 def our_children() -> set[int]:

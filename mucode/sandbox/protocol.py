@@ -1,63 +1,106 @@
-"""What both sides of the sandbox share: message framing and the one text-capping rule. Stdlib only.
+"""What every side of the sandbox shares: message framing and the one text-capping rule. Stdlib only.
 
-Runs on both sides. The pool (``mucode.sandbox.pool``, in the training process) imports it as
-``mucode.sandbox.protocol``; the fork server, run as a script inside the namespace, imports it as
-the top-level module ``protocol`` (the launcher keeps this file one folder above ``child/``; see
+Runs everywhere. The pool (``mucode.sandbox.pool``, in the training process) imports it as
+``mucode.sandbox.protocol``; the servers, run as scripts inside their namespaces, import it as the
+top-level module ``protocol`` (the launcher keeps this file one folder above ``child/``; see
 ``mucode.sandbox``). So it imports nothing from mucode and nothing outside the standard library.
 
-A message is a 4-byte big-endian length, then that many bytes of JSON. The server's first message
-says whether it is ready; after that the parent sends one job and the server answers with one
-message of facts about it.
+A message is a 4-byte big-endian length, then that many bytes of JSON, on a pipe or a Unix
+socket; ``send_message`` can pass file descriptors with it (SCM_RIGHTS, sockets only). Every read
+takes a deadline: a peer that stops in the middle of a message, or announces more than it sends,
+costs at most the wait the caller chose, never a hang.
 """
 
 from __future__ import annotations
 
+import array
 import json
 import os
+import select
+import socket
 import struct
+import time
 
 HEADER = struct.Struct(">I")
 MAX_MESSAGE = 1 << 30
 
 
-def send_message(fd: int, obj: dict) -> None:
-    """Write one length-prefixed JSON message to a file descriptor."""
-    data = json.dumps(obj).encode()
+class Timeout(Exception):
+    """No whole message arrived before the deadline."""
+
+
+def send_message(fd: int, obj: object, fds: tuple[int, ...] = ()) -> None:
+    """Write one length-prefixed JSON message; ``fds`` go with its first byte (``fd`` a socket)."""
+    data = json.dumps(obj, separators=(",", ":")).encode()
     view = memoryview(HEADER.pack(len(data)) + data)
+    if fds:
+        sock = socket.socket(fileno=os.dup(fd))
+        try:
+            view = view[sock.sendmsg([view], [(socket.SOL_SOCKET, socket.SCM_RIGHTS,
+                                               array.array("i", fds))]):]
+        finally:
+            sock.close()
     while view:
         view = view[os.write(fd, view):]
 
 
-def recv_message(fd: int) -> dict | None:
-    """Read one length-prefixed JSON message; None at end of stream."""
-    head = _read_exact(fd, HEADER.size)
-    if head is None:
-        return None
-    (size,) = HEADER.unpack(head)
-    if size > MAX_MESSAGE:
-        raise ValueError(f"message of {size} bytes is over the {MAX_MESSAGE} limit")
-    body = _read_exact(fd, size)
-    if body is None:
-        return None
-    return json.loads(body)
+class Reader:
+    """Reads messages from one descriptor, usually one read per message (what a read returns
+    beyond the message it needs is kept for the next)."""
 
+    def __init__(self, fd: int):
+        self.fd, self.buffer = fd, b""
 
-def _read_exact(fd: int, size: int) -> bytes | None:
-    chunks, left = [], size
-    while left:
-        chunk = os.read(fd, min(left, 1 << 20))
-        if not chunk:
+    def recv(self, deadline: float | None = None, limit: int = MAX_MESSAGE,
+             fds: list | None = None) -> object:
+        """One message; None at end of stream. ``deadline`` (time.monotonic) raises Timeout; a
+        length over ``limit`` raises ValueError; descriptors passed with it go to ``fds``."""
+        if not self._fill(HEADER.size, deadline, fds):
             return None
-        chunks.append(chunk)
-        left -= len(chunk)
-    return b"".join(chunks)
+        (size,) = HEADER.unpack(self.buffer[:HEADER.size])
+        if size > limit:
+            raise ValueError(f"message of {size} bytes is over the {limit} limit")
+        if not self._fill(HEADER.size + size, deadline, None):
+            return None
+        body = self.buffer[HEADER.size:HEADER.size + size]
+        self.buffer = self.buffer[HEADER.size + size:]
+        return json.loads(body)
+
+    def _fill(self, size: int, deadline: float | None, fds: list | None) -> bool:
+        while len(self.buffer) < size:
+            if deadline is not None:
+                wait = deadline - time.monotonic()
+                if wait <= 0 or not select.select([self.fd], [], [], wait)[0]:
+                    raise Timeout(f"no whole message within the deadline ({len(self.buffer)} bytes)")
+            want = max(size - len(self.buffer), 1 << 16)
+            if fds is not None:
+                chunk = _recv_with_fds(self.fd, want, fds)
+                fds = None  # descriptors travel with the first byte only
+            else:
+                chunk = os.read(self.fd, want)
+            if not chunk:
+                return False
+            self.buffer += chunk
+        return True
+
+
+def _recv_with_fds(fd: int, size: int, fds: list) -> bytes:
+    sock = socket.socket(fileno=os.dup(fd))
+    try:
+        data, ancillary, _, _ = sock.recvmsg(size, socket.CMSG_SPACE(16 * 4))
+    finally:
+        sock.close()
+    for level, kind, payload in ancillary:
+        if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+            got = array.array("i")
+            got.frombytes(payload[: len(payload) - len(payload) % got.itemsize])
+            fds.extend(got)
+    return data
 
 
 def clip(text: str, limit: int) -> str:
     """``text`` if it has at most ``limit`` characters, else its first ``limit - 3`` and "...".
 
     The result is never longer than ``limit`` when ``limit >= 3`` (below that it is "...").
-    Uses nothing but builtins and its arguments: the checker rebinds it to its private copy of
-    the builtins (``child/checker.py``), where a module global would not be found.
     """
     return text if len(text) <= limit else text[: max(limit - 3, 0)] + "..."

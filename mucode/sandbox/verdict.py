@@ -1,7 +1,8 @@
 """The verdict rules: a fork server's facts about one job -> its ExecResult. Pure; parent side.
 
-The fork server (``child/forkserver.py``) only reports facts: whether the top level loaded, each
-test's outcome in order, which limit was hit, how the child ended, whether the report was forged.
+The two fork servers (``child/forkserver.py``) only report facts. The judge's: whether the top
+level loaded, each test's outcome in order, whether it finished. The program's: which limit was
+hit, how its process ended. Or the pool's: the worker died during the job.
 The rules that turn them into a status and feedback live here, testable without a process. The
 statuses are listed in ``mucode.sandbox``.
 """
@@ -16,6 +17,10 @@ def verdict(facts: dict, job: Job, config: SandboxConfig) -> ExecResult:
     """Turn the server's facts about one job into its result (pure)."""
     n = len(job.tests)
     n_public = n if job.n_public is None else job.n_public
+    if "worker_died" in facts:
+        return ExecResult(Status.FAILED, [False] * n, clip(
+            f"Failed: the sandbox worker stopped during this job ({facts['worker_died']})",
+            config.max_feedback_chars), 0.0, n_public, [""] * n)
     results = facts["results"]
     passed = [bool(r[0]) for r in results] + [False] * (n - len(results))
     timeout = job.timeout_s or config.timeout_s
@@ -27,8 +32,6 @@ def verdict(facts: dict, job: Job, config: SandboxConfig) -> ExecResult:
         text = clip(feedback, config.max_feedback_chars)
         return ExecResult(status, tests, text, round(facts["duration_s"], 4), n_public, per_test)
 
-    if facts["tampered"]:
-        return result(Status.FAILED, "Failed: the program tampered with the test harness", [False] * n, [""] * n)
     if facts["done"] and all(passed):
         return result(Status.PASSED, "")
     if not facts["loaded"]:
@@ -49,7 +52,7 @@ def verdict(facts: dict, job: Job, config: SandboxConfig) -> ExecResult:
 
 def _limit(facts: dict) -> Status | None:
     """The limit the job hit anywhere (private tests included), or None."""
-    if facts["timed_out"]:
+    if facts["timed_out"] or facts.get("judge_timed_out"):
         return Status.TIMEOUT
     if facts["output_limit"]:
         return Status.OUTPUT_LIMIT

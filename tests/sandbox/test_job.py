@@ -11,7 +11,8 @@ def test_job_for_problem_runs_every_test_public_ones_first():
                       ["assert f(2) == 3", "assert f(0) == 1"])
     job = Job.for_problem(problem, "def f(x):\n    return x + 1\n")
     assert job == Job("def f(x):\n    return x + 1\n",
-                      ["assert f(1) == 2", "assert f(2) == 3", "assert f(0) == 1"], n_public=1)
+                      ["assert f(1) == 2", "assert f(2) == 3", "assert f(0) == 1"], n_public=1,
+                      entry_point="f")
     assert job.timeout_s is None
     job.tests.append("assert False")  # the job's list is its own
     assert len(problem.tests) == 3 and len(problem.public_tests) == 1

@@ -1,36 +1,44 @@
-"""The fork server: one fresh child per job, limits, cleanup. Runs inside the namespace.
+"""The fork servers: the program's and the judge's, one fresh child per job. Run inside their namespaces.
 
 Stdlib only; bind-mounted (bubblewrap) or read in place (plain) by the launcher, never imported by
-the parent training process. ``mucode.sandbox.pool`` starts this file as a script, usually inside a
-bubblewrap namespace, with the other child modules beside it and ``protocol.py`` one folder up::
+the parent training process. ``mucode.sandbox.pool`` starts this file twice per worker, each in a
+namespace of its own, with the other child modules beside it and ``protocol.py`` one folder up::
 
-    python -S -s -B /run/mucode/child/forkserver.py '{"memory_mb": 4096, "workdir": "/tmp", ...}'
+    python -S -s -B /run/mucode/child/forkserver.py program '{"memory_mb": 4096, ...}'
+    python -S -s -B /run/mucode/child/forkserver.py judge '{"memory_mb": 4096, ...}'
 
-It answers one length-prefixed JSON job on stdin (``protocol``) with one message of *facts* on
-stdout: whether the top level loaded, each test's outcome in order, which limit was hit, how the
-child ended. ``mucode.sandbox.verdict`` turns facts into a status; nothing here decides one.
+Each reads jobs from the Unix socket on its stdin (``protocol``; the job's own socket comes with
+the job as a passed descriptor) and answers each with one message of *facts*;
+``mucode.sandbox.verdict`` turns the two servers' facts into a status.
 
-Once, ``prepare`` sets what every child inherits (environment, work dir path, signal dispositions,
-no-new-privs, subreaper, preloaded modules, frozen garbage collector). Per job the server compiles
-the tests (cached by source) and builds the job's namespace, builtins copies and bound hooks
-(``checker.Prepared``), then forks. The child starts a new session, points stdin at /dev/null and
-stdout/stderr at a memfd, closes every other descriptor, caps address space, CPU seconds, file size
-and (as a dropped uid) processes, drops to the server's random unprivileged uid when the server is
-root, reseeds ``random``, and hands over to ``checker.run_tests``. The server reads the child's
-report lines as they come (so a later hang does not lose earlier results), kills the child's
-process group at the deadline, then sweeps: every process the job left behind is killed — the
-whole PID namespace under bubblewrap, every process of the job's uid when root, the process group
-and reparented orphans otherwise (the server is a child subreaper) — and reaped before the next
-job starts. A self-test job at start proves the whole path works before the server says it is
-ready.
+The program server never receives a test. Per job it starts the program's process (``program``)
+in new PID, IPC and mount namespaces, where the kernel allows it (root, or a user namespace the
+server makes for itself): the process is PID 1 of its namespace, sees no other process, and when
+it ends the kernel kills everything it started; its System V IPC objects die with the IPC
+namespace; its /tmp and /dev/shm are tmpfs mounts of its own, gone with it. It runs with a new
+session, stdin /dev/null, stdout/stderr in a memfd, every other descriptor closed, limits on
+address space, CPU seconds, file size and processes, and either a dropped uid (the server is root)
+or no capabilities. The server watches it until it exits, the deadline passes or the judge hangs
+up its end of the job's socket, kills it and what it left, and answers: exit code or signal,
+timed out, output limit hit.
+
+The judge server compiles tests (cached by source) and forks a judge per job (``judge``) with the
+same limits and, as root, a uid of its own; the judge reports each test as it is decided, and the
+server answers: loaded, load error, the tests' results in order, done.
+
+Both servers are not dumpable (``PR_SET_DUMPABLE`` 0): no process of the same uid can trace them,
+read their memory or open their descriptors through /proc, and neither can their children.
 """
 
 from __future__ import annotations
 
+import builtins
 import ctypes
 import gc
+import importlib
 import json
 import os
+import platform
 import random
 import resource
 import select
@@ -38,27 +46,25 @@ import shutil
 import signal
 import sys
 import time
+import types
 
 if __package__:  # imported as mucode.sandbox.child.forkserver (tests); never run so
     from mucode.sandbox import protocol
-    from mucode.sandbox.child import checker
     _CHILD_DIR = os.path.dirname(os.path.abspath(__file__))
-else:  # run as a script: sys.path[0] is this folder (checker.py), protocol.py is one folder up
+else:  # run as a script: sys.path[0] is this folder, protocol.py is one folder up
     _CHILD_DIR = sys.path[0]
     sys.path.append(os.path.dirname(_CHILD_DIR))  # last: a file there never shadows a stdlib module
-    import checker
     import protocol
 
 _OWN_PATHS = (_CHILD_DIR, os.path.dirname(_CHILD_DIR))
-# Every module loaded from those folders (this server, checker, values, rewrite, protocol), by the
-# name it was imported under: the checker never restores them, the child drops them from sys.modules.
-_HARNESS_MODULES = ("__main__", *(
-    name for name, module in sys.modules.items()
-    if os.path.dirname(getattr(module, "__file__", None) or "") in _OWN_PATHS))
-_MAX_CHANNEL_BYTES = 8 << 20
-_PR_SET_PDEATHSIG, _PR_SET_CHILD_SUBREAPER, _PR_SET_NO_NEW_PRIVS = 1, 36, 38
-_CLONE_NEWUSER, _CLONE_NEWNET = 0x10000000, 0x40000000
-# What generated code commonly imports, imported once in the server so a job does not pay for it.
+_PR_SET_PDEATHSIG, _PR_SET_DUMPABLE, _PR_SET_CHILD_SUBREAPER, _PR_SET_NO_NEW_PRIVS = 1, 4, 36, 38
+_CLONE_NEWNS, _CLONE_NEWIPC, _CLONE_NEWUSER = 0x00020000, 0x08000000, 0x10000000
+_CLONE_NEWPID, _CLONE_NEWNET = 0x20000000, 0x40000000
+_MS_NOSUID, _MS_NODEV, _MS_REC, _MS_PRIVATE = 2, 4, 0x4000, 0x40000
+_SYS_CLONE = {"x86_64": 56, "aarch64": 220}.get(platform.machine())
+_XFSZ_EXIT = 128 + signal.SIGXFSZ  # how a program process at its output limit exits
+_JUDGE_GRACE_S = 2.0  # the judge's own time after the program's deadline (its reading and comparing)
+# What generated code commonly imports, imported once in each server so a job does not pay for it.
 # _MORE only when a dropped uid could not import it (plain isolation, interpreter in a private
 # home such as pyenv's under /root): every preloaded module makes each fork dearer.
 _PRELOAD = ("bisect collections copy functools hashlib heapq itertools json math operator random "
@@ -68,57 +74,85 @@ _MORE = ("abc array base64 binascii calendar cmath collections.abc contextlib cs
          "pprint queue secrets select shutil socket statistics struct subprocess tempfile "
          "textwrap threading time unicodedata uuid weakref zlib").split()
 _exit = os._exit  # captured: a program may replace os._exit before the child exits
+_libc = ctypes.CDLL(None, use_errno=True)
+_libc.syscall.restype = ctypes.c_long
+_libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong,
+                        ctypes.c_char_p]
 
 
-def enter_child(cfg: dict, job: dict, out_fd: int, keep: tuple, uid: int | None) -> None:
-    """In the forked child: session, descriptors, limits, privileges (the rest: ``prepare``)."""
-    os.setsid()
-    os.dup2(cfg["null_fd"], 0)
-    os.dup2(out_fd, 1)
-    os.dup2(out_fd, 2)
-    lo, hi = min(keep), max(keep)
-    os.closerange(3, lo)
-    os.closerange(lo + 1, hi)
-    os.closerange(hi + 1, 1 << 16)
-    os.chdir(cfg["workdir"])
-    for which, value in ((resource.RLIMIT_AS, cfg["memory_mb"] << 20),
-                         (resource.RLIMIT_CPU, int(job["timeout_s"]) + 1),
-                         (resource.RLIMIT_CORE, 0), (resource.RLIMIT_FSIZE, cfg["max_output_bytes"])):
-        resource.setrlimit(which, (value, value))
-    if uid is not None:
-        resource.setrlimit(resource.RLIMIT_NPROC, (cfg["max_processes"],) * 2)
-        os.setgroups([])
-        os.setresgid(uid, uid, uid)
-        os.setresuid(uid, uid, uid)
-    if not cfg["pid_namespace"]:  # no namespace is torn down if the server dies: die with it
-        _prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
-    random.seed(0)  # again: the random module reseeds itself from urandom in every forked child
+def _side(role: str) -> types.ModuleType:
+    """This server's side, ``program`` or ``judge``: each server imports only its own, and the
+    program server forks faster for it."""
+    return importlib.import_module(f"{__package__}.{role}" if __package__ else role)
 
 
-def prepare(cfg: dict) -> bool:
-    """Once per server: what every child inherits. Returns whether the network is cut off."""
+def _harness_modules() -> list[str]:
+    """The harness's own modules, by the name they were imported under: hidden from the program."""
+    return ["__main__", *(name for name, module in sys.modules.items()
+                          if os.path.dirname(getattr(module, "__file__", None) or "") in _OWN_PATHS)]
+
+
+def _prctl(option: int, value: int) -> None:
+    if _libc.prctl(option, value, 0, 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), f"prctl({option}) failed")
+
+
+# ---------------------------------------------------------------- once per server
+def prepare(cfg: dict, role: str) -> dict:
+    """What every child inherits: descriptors, environment, namespaces, preloads. Returns facts."""
     null = os.open(os.devnull, os.O_RDWR)
-    os.dup2(null, 0)
-    os.dup2(null, 1)
     cfg["null_fd"] = null
+    if cfg["cpu"] is not None:  # the pool's choice: this worker's core, for both its servers
+        os.sched_setaffinity(0, {cfg["cpu"]})
     _prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
     _prctl(_PR_SET_CHILD_SUBREAPER, 1)
     _prctl(_PR_SET_NO_NEW_PRIVS, 1)  # inherited: no setuid binary raises a child's privileges
-    network = True if cfg["pid_namespace"] else cfg["unshare_net"] and _unshare_network()
+    _prctl(_PR_SET_DUMPABLE, 0)  # inherited too: nothing of this uid can trace us or read /proc/<us>/fd
+    root = os.geteuid() == 0
+    network = cfg["namespaced"] or (cfg["unshare_net"] and _unshare(_CLONE_NEWNET, not root))
+    # a user namespace of our own gives the program server the capabilities to make namespaces
+    own_userns = not root and role == "program" and _unshare(_CLONE_NEWUSER)
+    flags = 0
+    if _SYS_CLONE is not None and role == "program" and (root or own_userns) and _private_mounts():
+        flags = _CLONE_NEWPID | _CLONE_NEWIPC | _CLONE_NEWNS
+    cfg["clone_flags"] = flags
     stdlib = os.path.dirname(os.__file__)
-    everything = os.geteuid() == 0 and not _readable_by_anyone(stdlib)
+    everything = root and not _readable_by_anyone(stdlib)
     for name in _PRELOAD + (_MORE if everything else []):
         __import__(name)
-    cfg["workdir"] = workdir = os.path.join(cfg["workdir"], f"job-{os.getpid()}")
     os.environ.clear()
-    os.environ.update(PATH="/usr/local/bin:/usr/bin:/bin", HOME=workdir, TMPDIR=workdir,
-                      LANG="C.UTF-8")
+    home = "/tmp" if flags else os.path.join(cfg["workdir"], f"job-{os.getpid()}")
+    cfg["workdir"] = home
+    os.environ.update(PATH="/usr/local/bin:/usr/bin:/bin", HOME=home, TMPDIR=home, LANG="C.UTF-8")
     signal.signal(signal.SIGXFSZ, signal.SIG_DFL)  # Python ignores it; a child must die of it
     sys.argv[:] = ["program"]
     sys.path[:] = [p for p in sys.path if p not in _OWN_PATHS]  # programs import no harness file
+    cfg["nproc"] = cfg["max_processes"] + (0 if root or own_userns else _processes_of(os.getuid()))
     gc.collect()
     gc.freeze()  # forked children do not touch these objects' gc headers
-    return network
+    return {"network_isolated": bool(network), "job_namespaces": bool(flags),
+            "capabilities": root or own_userns}
+
+
+def _unshare(flags: int, map_user: bool = True) -> bool:
+    """unshare(2); a new user namespace maps our uid and gid onto themselves."""
+    uid, gid = os.geteuid(), os.getegid()
+    if _libc.unshare(flags) != 0:
+        if flags & _CLONE_NEWUSER or not map_user:
+            return False
+        return _unshare(flags | _CLONE_NEWUSER)
+    if flags & _CLONE_NEWUSER:
+        for path, text in (("setgroups", "deny"), ("uid_map", f"{uid} {uid} 1"),
+                           ("gid_map", f"{gid} {gid} 1")):
+            with open(f"/proc/self/{path}", "w") as f:
+                f.write(text)
+    return True
+
+
+def _private_mounts() -> bool:
+    """Our own mount namespace with nothing shared: a job's tmpfs mounts never reach the host."""
+    return _libc.unshare(_CLONE_NEWNS) == 0 and \
+        _libc.mount(b"none", b"/", None, _MS_REC | _MS_PRIVATE, None) == 0
 
 
 def _readable_by_anyone(path: str) -> bool:
@@ -133,171 +167,170 @@ def _readable_by_anyone(path: str) -> bool:
         need, p = 0o001, os.path.dirname(p)
 
 
-_libc = ctypes.CDLL(None, use_errno=True)
-
-
-def _prctl(option: int, value: int) -> None:
-    if _libc.prctl(option, value, 0, 0, 0) != 0:
-        raise OSError(ctypes.get_errno(), f"prctl({option}) failed")
-
-
-# ---------------------------------------------------------------- the server
-class _Reader:
-    """Parses the child's report lines; any line without the nonce or out of order is tampering."""
-
-    def __init__(self, nonce: str, n_tests: int):
-        self.nonce, self.n_tests = nonce.encode(), n_tests
-        self.buffer, self.total = b"", 0
-        self.facts = {"loaded": False, "load_error": None, "load_memory": False, "results": [],
-                      "done": False, "tampered": False}
-
-    def feed(self, data: bytes) -> None:
-        """Consume bytes read from the channel."""
-        self.total += len(data)
-        if self.total > _MAX_CHANNEL_BYTES:
-            self.facts["tampered"] = True
-            return
-        self.buffer += data
-        *lines, self.buffer = self.buffer.split(b"\n")
-        for line in lines:
-            if not self.facts["tampered"]:
-                self.facts["tampered"] = not self._line(line)
-
-    def _line(self, line: bytes) -> bool:
-        parts = line.split(b" ")
-        if len(parts) != 5 or parts[0] != self.nonce or not parts[2].isdigit():
-            return False
-        kind, index, flag = parts[1].decode(), int(parts[2]), parts[3].decode()
+def _processes_of(uid: int) -> int:
+    """How many processes ``uid`` has now (RLIMIT_NPROC counts all of them without namespaces)."""
+    count = 0
+    for name in filter(str.isdigit, os.listdir("/proc")):
         try:
-            text = bytes.fromhex(parts[4].decode()).decode("utf-8", "replace")
-        except ValueError:
-            return False
-        f, results = self.facts, self.facts["results"]
-        started = f["loaded"] or f["load_error"] is not None
-        if kind in "LE" and not started and index == 0:
-            f["loaded"], f["load_error"] = kind == "L", text if kind == "E" else None
-            f["load_memory"] = flag == "m"
-            return True
-        if kind == "T" and f["loaded"] and not f["done"] and index == len(results) < self.n_tests:
-            results.append([flag == "p", flag == "m", text])
-            return True
-        if kind == "D" and f["loaded"] and not f["done"] and index == len(results) == self.n_tests:
-            f["done"] = True
-            return True
-        return False
+            if os.stat(f"/proc/{name}").st_uid == uid:
+                count += 1
+        except OSError:
+            continue
+    return count
 
 
-class Server:
-    """Runs jobs one at a time in fresh forked children and cleans up after each."""
+def limit_child(cfg: dict, timeout_s: float, keep: tuple, uid: int | None) -> None:
+    """In a forked child: session, descriptors, limits, privileges."""
+    os.setsid()
+    os.dup2(cfg["null_fd"], 0)
+    _close_except(keep)
+    for which, value in ((resource.RLIMIT_AS, cfg["memory_mb"] << 20),
+                         (resource.RLIMIT_CPU, int(timeout_s) + 1),
+                         (resource.RLIMIT_CORE, 0), (resource.RLIMIT_FSIZE, cfg["max_output_bytes"]),
+                         (resource.RLIMIT_NPROC, cfg["nproc"])):
+        resource.setrlimit(which, (value, value))
+    if uid is not None:
+        os.setgroups([])
+        os.setresgid(uid, uid, uid)
+        os.setresuid(uid, uid, uid)  # from root: every capability goes
+    elif cfg["capabilities"]:
+        _drop_capabilities()
+    _prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    random.seed(0)  # the random module reseeds itself from urandom in every forked child
+
+
+def _close_except(keep: tuple) -> None:
+    fd = 3
+    for k in sorted(keep):
+        os.closerange(fd, k)
+        fd = k + 1
+    os.closerange(fd, 1 << 16)
+
+
+class _CapHeader(ctypes.Structure):
+    _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
+
+
+def _drop_capabilities() -> None:
+    """capset(2) to nothing: what our own user namespace gave us, the job does not keep."""
+    data = (ctypes.c_uint32 * 6)()
+    if _libc.capset(ctypes.byref(_CapHeader(0x20080522, 0)), data) != 0:
+        raise OSError(ctypes.get_errno(), "capset failed")
+
+
+def _spawn(flags: int) -> int:
+    """fork(2), or clone(2) into new namespaces: 0 in the child, its pid in the parent.
+
+    ``os.fork`` cannot make namespaces; the raw clone skips Python's after-fork hooks, which a
+    single-threaded server does not need (the child reseeds ``random`` itself).
+    """
+    if not flags:
+        return os.fork()
+    pid = _libc.syscall(_SYS_CLONE, flags | signal.SIGCHLD, 0, 0, 0, 0)
+    if pid < 0:
+        raise OSError(ctypes.get_errno(), "clone failed")
+    return pid
+
+
+# ---------------------------------------------------------------- the program server
+class ProgramServer:
+    """Runs each job's program in a fresh child; never holds a test."""
 
     def __init__(self, cfg: dict, uid: int | None):
-        self.cfg, self.uid, self.seq = cfg, uid, 0
-        self.pristine = checker.Pristine(_HARNESS_MODULES)  # after the preloads, before any program
-        self.compiled: dict = {}  # test source -> compile_test(source); tests recur across jobs
+        self.cfg, self.uid, self.program = cfg, uid, _side("program")
+        self.harness = _harness_modules()  # hidden from the program (looked up once, not per job)
 
-    def _compile(self, tests: list[str]) -> list:
-        if len(self.compiled) > 4096:
-            self.compiled.clear()
-        new = [src for src in tests if src not in self.compiled]
-        for src in new:
-            self.compiled[src] = checker.compile_test(src, self.pristine)
-        if new:
-            gc.freeze()  # a child's collections then never walk (and copy) the cached code
-        return [self.compiled[src] for src in tests]
-
-    def run(self, job: dict) -> dict:
-        """Run one job; return its facts."""
-        self.seq += 1
-        prepared = checker.Prepared(job, self._compile(job["tests"]), self.pristine,
-                                    self.cfg["max_feedback_chars"])  # before any program runs
-        workdir = self.cfg["workdir"]  # one path per server: HOME and TMPDIR point at it
-        _clear(workdir)
-        os.mkdir(workdir, 0o700)
-        if self.uid is not None:
-            os.chown(workdir, self.uid, self.uid)
-        out_fd = os.memfd_create("output")
-        channel_r, channel_w = os.pipe()
-        nonce_r, nonce_w = os.pipe()
-        nonce = os.urandom(16).hex()
+    def run(self, job: dict, fds: list) -> dict:
+        """Run one program on the job's socket ``fds[0]``; return the facts of its process."""
+        sock = fds[0]
         start = time.monotonic()
-        pid = os.fork()
+        workdir, flags = self.cfg["workdir"], self.cfg["clone_flags"]
+        if not flags:
+            _clear(workdir)
+            os.mkdir(workdir, 0o700)
+            if self.uid is not None:
+                os.chown(workdir, self.uid, self.uid)
+        out_fd = os.memfd_create("output")
+        pid = _spawn(flags)
         if pid == 0:
-            self._child(job, prepared, out_fd, (channel_w, nonce_r))
-        for fd in (channel_w, nonce_r):
-            os.close(fd)
+            code = 0
+            try:
+                if flags:
+                    self._mount_tmp()
+                os.dup2(out_fd, 1)
+                os.dup2(out_fd, 2)
+                limit_child(self.cfg, job["timeout_s"], (sock,), self.uid)
+                # PID 1 of a namespace: the kernel drops signals whose action is the default, so
+                # the write over the output limit would only fail; end the process as before
+                signal.signal(signal.SIGXFSZ, _output_limit)
+                os.chdir(workdir)
+                for name in self.harness:
+                    sys.modules.pop(name, None)
+                self.program.serve(job["program"], sock, self.cfg["max_feedback_chars"])
+            except BaseException:  # noqa: BLE001 - the child must never return into the server
+                code = 70
+            _exit(code)
         try:
-            os.write(nonce_w, nonce.encode())
-        except BrokenPipeError:  # the child is gone already; _watch will see it
-            pass
-        os.close(nonce_w)
-        try:
-            facts = self._watch(pid, channel_r, _Reader(nonce, len(job["tests"])),
-                                start + job["timeout_s"])
+            facts = self._watch(pid, sock, start + job["timeout_s"])
         finally:
+            os.close(sock)
             self._sweep(pid)
-            os.close(channel_r)
         facts["duration_s"] = time.monotonic() - start
         facts["output_limit"] = facts.pop("xfsz") or os.fstat(out_fd).st_size >= \
             self.cfg["max_output_bytes"]
         os.close(out_fd)
-        _clear(workdir)
+        if not flags:
+            _clear(workdir)
         return facts
 
-    def _child(self, job: dict, prepared: checker.Prepared, out_fd: int, keep: tuple) -> None:
-        code = 0
-        try:
-            enter_child(self.cfg, job, out_fd, keep, self.uid)
-            checker.run_tests(prepared, *keep)
-        except BaseException:  # noqa: BLE001 - the child must never return into the server
-            code = 70
-        _exit(code)
+    def _mount_tmp(self) -> None:
+        """In the child's own mount namespace: empty tmpfs on every place a job may write."""
+        size = f"size={self.cfg['disk_mb']}m,mode=1777".encode()
+        for path in ("/tmp", "/dev/shm", "/var/tmp"):
+            if os.path.isdir(path) and _libc.mount(b"tmpfs", path.encode(), b"tmpfs",
+                                                   _MS_NOSUID | _MS_NODEV, size) != 0:
+                raise OSError(ctypes.get_errno(), f"cannot mount a tmpfs on {path}")
 
-    def _watch(self, pid: int, channel: int, reader: _Reader, deadline: float) -> dict:
+    def _watch(self, pid: int, sock: int, deadline: float) -> dict:
+        """Until the child exits, the deadline passes or the judge hangs up; then kill the job."""
         pidfd = os.pidfd_open(pid)
-        fds, timed_out = [channel, pidfd], False
+        poll = select.poll()
+        poll.register(pidfd, select.POLLIN)
+        poll.register(sock, select.POLLRDHUP)
+        timed_out = hung_up = False
         try:
-            while pidfd in fds:
+            while True:
                 left = deadline - time.monotonic()
                 if left <= 0:
-                    timed_out = True
+                    timed_out = not hung_up
                     break
-                for fd in select.select(fds, [], [], left)[0]:
-                    data = os.read(fd, 1 << 16) if fd == channel else b""  # pidfd: child exited
-                    if data:
-                        reader.feed(data)
-                    else:
-                        fds.remove(fd)
+                events = dict(poll.poll(left * 1000))
+                if pidfd in events:
+                    break
+                if events.get(sock, 0) & (select.POLLRDHUP | select.POLLHUP | select.POLLERR):
+                    # the judge is done (or gone): the program exits on its own when it reads the
+                    # end of its requests; whatever it does instead, it gets a moment, then a kill
+                    poll.unregister(sock)
+                    hung_up, deadline = True, min(deadline, time.monotonic() + 0.05)
         finally:
             os.close(pidfd)
+        _kill(pid)
         _kill_group(pid)
         status = os.waitpid(pid, 0)[1]
-        os.set_blocking(channel, False)
-        while channel in fds:
-            try:
-                data = os.read(channel, 1 << 16)
-            except BlockingIOError:
-                break
-            reader.feed(data)
-            if not data:
-                break
         sig = os.WTERMSIG(status) if os.WIFSIGNALED(status) else None
-        return dict(reader.facts, timed_out=timed_out or sig == signal.SIGXCPU,
-                    exit_code=os.WEXITSTATUS(status) if os.WIFEXITED(status) else None,
-                    signal=signal.Signals(sig).name if sig else None,
-                    xfsz=sig == signal.SIGXFSZ)
+        return {"timed_out": timed_out or sig == signal.SIGXCPU,
+                "exit_code": os.WEXITSTATUS(status) if os.WIFEXITED(status) else None,
+                "signal": signal.Signals(sig).name if sig else None,
+                "xfsz": sig == signal.SIGXFSZ or os.WIFEXITED(status) and
+                os.WEXITSTATUS(status) == _XFSZ_EXIT}
 
     def _sweep(self, pid: int) -> None:
         """Kill whatever the job left running and reap it: nothing of a job outlives the job."""
-        _kill_group(pid)
         deadline = time.monotonic() + 5
-        if self.cfg["pid_namespace"] and os.getpid() == 2:  # our own namespace, we are its pid 2
-            # kill(-1) hits everything in it but its init and us, zombies included, and fails
-            # with ESRCH once nothing is left: usually at once, with no /proc read
-            while _kill(-1) and time.monotonic() < deadline:
-                _reap()
-                time.sleep(0.0005)
+        if self.cfg["clone_flags"]:  # the job's PID namespace died with its init; reap strays
             _reap()
             return
+        _kill_group(pid)
         _reap()
         while _children() and time.monotonic() < deadline:
             if self.uid is not None:
@@ -309,13 +342,65 @@ class Server:
             time.sleep(0.001)
             _reap()
 
-    def selftest(self) -> str | None:
-        """Run one trivial job end to end; the reason it failed, or None."""
-        job = {"program": "x = 1\n", "tests": ["assert x == 1"], "n_public": 1, "timeout_s": 10}
-        facts = self.run(job)
-        if facts["results"] == [[True, False, ""]] and facts["done"]:
-            return None
-        return f"the sandbox self-test failed: {json.dumps(facts)}"
+
+# ---------------------------------------------------------------- the judge server
+class JudgeServer:
+    """Compiles tests (cached) and runs each job's tests itself, against the program's process.
+
+    No code of the program runs here, only its answers as data, so jobs share this process: its
+    builtins are put back and ``random`` reseeded before each, and a timer bounds the judge's own
+    time (the pool's deadline is the backstop for a computation no timer can interrupt).
+    """
+
+    def __init__(self, cfg: dict, uid: int | None):
+        self.cfg, self.judge = cfg, _side("judge")
+        self.compiled: dict = {}  # test source -> judge.compile_test(source); tests recur
+        self.builtins = dict(vars(builtins))
+        signal.signal(signal.SIGALRM, self._expire)
+        if uid is not None:  # root: the judge needs no privilege at all, so it keeps none
+            os.setgroups([])
+            os.setresgid(uid, uid, uid)
+            os.setresuid(uid, uid, uid)
+
+    def _compile(self, tests: list[str]) -> list:
+        if len(self.compiled) > 4096:
+            self.compiled.clear()
+        for src in tests:
+            if src not in self.compiled:
+                self.compiled[src] = self.judge.compile_test(src)
+        return [self.compiled[src] for src in tests]
+
+    def run(self, job: dict, fds: list) -> dict:
+        """Judge one job against the program on the job's socket ``fds[0]``; return the facts."""
+        sock = fds[0]
+        start = time.monotonic()
+        facts = {"loaded": False, "load_error": None, "load_memory": False, "results": [],
+                 "done": False, "judge_timed_out": False}
+        random.seed(0)
+        try:
+            compiled = self._compile(job["tests"])
+            signal.setitimer(signal.ITIMER_REAL, job["timeout_s"] + _JUDGE_GRACE_S)
+            self.judge.run_tests(job, compiled, sock, facts, start + job["timeout_s"] + _JUDGE_GRACE_S / 2,
+                            self.cfg["max_feedback_chars"])
+        except self.judge.Expired:
+            facts["judge_timed_out"] = True
+        except BaseException as e:  # noqa: BLE001 - a broken judge fails the job, not the server
+            facts["judge_error"] = f"{type(e).__name__}: {e}"
+        finally:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            os.close(sock)
+            live = vars(builtins)
+            if live != self.builtins:
+                live.clear()
+                live.update(self.builtins)
+        return facts
+
+    def _expire(self, signum: int, frame: object) -> None:
+        raise self.judge.Expired
+
+
+def _output_limit(signum: int, frame: object) -> None:
+    _exit(_XFSZ_EXIT)
 
 
 def _clear(workdir: str) -> None:
@@ -386,35 +471,33 @@ def _children() -> list[int]:
         return kids
 
 
-def _unshare_network() -> bool:
-    """Move the server into an empty network namespace (root, or an unprivileged user namespace)."""
-    uid, gid = os.geteuid(), os.getegid()
-    if _libc.unshare(_CLONE_NEWNET) == 0:
-        return True
-    if _libc.unshare(_CLONE_NEWUSER | _CLONE_NEWNET) != 0:
-        return False
-    for path, text in (("setgroups", "deny"), ("uid_map", f"{uid} {uid} 1"),
-                       ("gid_map", f"{gid} {gid} 1")):
-        with open(f"/proc/self/{path}", "w") as f:
-            f.write(text)
-    return True
-
-
 def main() -> int:
-    """Serve jobs from stdin until it closes."""
-    cfg = json.loads(sys.argv[1])
-    inp, out = os.dup(0), os.dup(1)
+    """Serve jobs from the socket on stdin until it closes."""
+    role, cfg = sys.argv[1], json.loads(sys.argv[2])
+    _side(role)  # imported while this folder is still on sys.path (``prepare`` takes it off)
+    control = os.dup(0)
     uid = random.SystemRandom().randrange(1 << 20, 1 << 30) if os.geteuid() == 0 else None
-    network = prepare(cfg)
-    server = Server(cfg, uid)
-    error = server.selftest()
-    protocol.send_message(out, {"ready": error is None, "error": error, "uid": uid,
-                                "network_isolated": network, "pid": os.getpid()})
-    if error is not None:
+    try:
+        info = prepare(cfg, role)
+    except OSError as e:
+        protocol.send_message(control, {"ready": False, "error": f"{role} server: {e}"})
         return 1
-    while (job := protocol.recv_message(inp)) is not None:
-        protocol.send_message(out, server.run(job))
-    return 0
+    os.dup2(cfg["null_fd"], 0)
+    os.dup2(cfg["null_fd"], 1)
+    server = (ProgramServer if role == "program" else JudgeServer)(cfg, uid)
+    protocol.send_message(control, {"ready": True, "uid": uid, "pid": os.getpid(), **info})
+    reader = protocol.Reader(control)
+    while True:
+        fds: list = []
+        job = reader.recv(fds=fds)
+        if job is None:
+            return 0
+        if len(fds) != 1:
+            for fd in fds:
+                os.close(fd)
+            protocol.send_message(control, {"error": f"a job needs one socket, got {len(fds)}"})
+            continue
+        protocol.send_message(control, server.run(job, fds))
 
 
 if __name__ == "__main__":
