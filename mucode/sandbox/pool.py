@@ -151,7 +151,8 @@ class Sandbox:
             result = verdict(facts, _SELF_TEST, self.config)
             if not result.passed:
                 worker.close()
-                raise SandboxError(f"the sandbox self-test failed: {result.feedback or facts}")
+                raise SandboxError(f"the sandbox self-test failed: {result.feedback} "
+                                   f"{facts.get('setup_error') or ''}".strip())
         except BaseException as e:  # noqa: BLE001 - reported to the constructor
             ready.set_exception(e)
             return

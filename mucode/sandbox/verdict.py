@@ -66,6 +66,8 @@ def _cause(facts: dict, limit: Status | None, timeout: float) -> str:
     if limit is not None:
         return {Status.TIMEOUT: f"Timed out after {timeout:g} s", Status.MEMORY:
                 "Memory limit exceeded", Status.OUTPUT_LIMIT: "Output limit exceeded"}[limit]
+    if facts.get("broken"):
+        return f"The program wrote over the sandbox's channel ({facts['broken']})"
     if facts["signal"]:
         return f"The program crashed ({facts['signal']})"
     return f"The program exited (exit code {facts['exit_code']})"

@@ -62,6 +62,7 @@ _CLONE_NEWNS, _CLONE_NEWIPC, _CLONE_NEWUSER = 0x00020000, 0x08000000, 0x10000000
 _CLONE_NEWPID, _CLONE_NEWNET = 0x20000000, 0x40000000
 _MS_NOSUID, _MS_NODEV, _MS_REC, _MS_PRIVATE = 2, 4, 0x4000, 0x40000
 _SYS_CLONE = {"x86_64": 56, "aarch64": 220}.get(platform.machine())
+_SETUP_FAILED = 70  # the exit status of a program process whose harness failed
 _XFSZ_EXIT = 128 + signal.SIGXFSZ  # how a program process at its output limit exits
 _JUDGE_GRACE_S = 2.0  # the judge's own time after the program's deadline (its reading and comparing)
 # What generated code commonly imports, imported once in each server so a job does not pay for it.
@@ -73,6 +74,7 @@ _MORE = ("abc array base64 binascii calendar cmath collections.abc contextlib cs
          "datetime decimal difflib encodings.idna enum fnmatch fractions glob io numbers pathlib "
          "pprint queue secrets select shutil socket statistics struct subprocess tempfile "
          "textwrap threading time unicodedata uuid weakref zlib").split()
+_TESTS = "unittest doctest".split()  # and what tests import that programs rarely do
 _exit = os._exit  # captured: a program may replace os._exit before the child exits
 _libc = ctypes.CDLL(None, use_errno=True)
 _libc.syscall.restype = ctypes.c_long
@@ -107,7 +109,6 @@ def prepare(cfg: dict, role: str) -> dict:
     _prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
     _prctl(_PR_SET_CHILD_SUBREAPER, 1)
     _prctl(_PR_SET_NO_NEW_PRIVS, 1)  # inherited: no setuid binary raises a child's privileges
-    _prctl(_PR_SET_DUMPABLE, 0)  # inherited too: nothing of this uid can trace us or read /proc/<us>/fd
     root = os.geteuid() == 0
     network = cfg["namespaced"] or (cfg["unshare_net"] and _unshare(_CLONE_NEWNET, not root))
     # a user namespace of our own gives the program server the capabilities to make namespaces
@@ -115,10 +116,13 @@ def prepare(cfg: dict, role: str) -> dict:
     flags = 0
     if _SYS_CLONE is not None and role == "program" and (root or own_userns) and _private_mounts():
         flags = _CLONE_NEWPID | _CLONE_NEWIPC | _CLONE_NEWNS
-    cfg["clone_flags"] = flags
+    cfg["clone_flags"], cfg["capabilities"] = flags, root or own_userns
+    # after the uid maps are written (they are files of ours in /proc): inherited by every child,
+    # nothing of this uid can trace us, read our memory or open /proc/<us>/fd
+    _prctl(_PR_SET_DUMPABLE, 0)
     stdlib = os.path.dirname(os.__file__)
     everything = root and not _readable_by_anyone(stdlib)
-    for name in _PRELOAD + (_MORE if everything else []):
+    for name in _PRELOAD + (_MORE if everything else []) + (_TESTS if everything and role == "judge" else []):
         __import__(name)
     os.environ.clear()
     home = "/tmp" if flags else os.path.join(cfg["workdir"], f"job-{os.getpid()}")
@@ -130,8 +134,7 @@ def prepare(cfg: dict, role: str) -> dict:
     cfg["nproc"] = cfg["max_processes"] + (0 if root or own_userns else _processes_of(os.getuid()))
     gc.collect()
     gc.freeze()  # forked children do not touch these objects' gc headers
-    return {"network_isolated": bool(network), "job_namespaces": bool(flags),
-            "capabilities": root or own_userns}
+    return {"network_isolated": bool(network), "job_namespaces": bool(flags)}
 
 
 def _unshare(flags: int, map_user: bool = True) -> bool:
@@ -267,8 +270,12 @@ class ProgramServer:
                 for name in self.harness:
                     sys.modules.pop(name, None)
                 self.program.serve(job["program"], sock, self.cfg["max_feedback_chars"])
-            except BaseException:  # noqa: BLE001 - the child must never return into the server
-                code = 70
+            except BaseException as e:  # noqa: BLE001 - the child must never return into the server
+                code = _SETUP_FAILED
+                try:
+                    os.write(2, f"\n{type(e).__name__}: {e}".encode())  # the memfd: the server reads it back
+                except BaseException:  # noqa: BLE001
+                    pass
             _exit(code)
         try:
             facts = self._watch(pid, sock, start + job["timeout_s"])
@@ -276,6 +283,9 @@ class ProgramServer:
             os.close(sock)
             self._sweep(pid)
         facts["duration_s"] = time.monotonic() - start
+        if facts["exit_code"] == _SETUP_FAILED:  # the harness failed in the child (or the program
+            tail = os.pread(out_fd, 300, max(os.fstat(out_fd).st_size - 300, 0))  # exited so)
+            facts["setup_error"] = tail.decode(errors="replace").strip().splitlines()[-1:]
         facts["output_limit"] = facts.pop("xfsz") or os.fstat(out_fd).st_size >= \
             self.cfg["max_output_bytes"]
         os.close(out_fd)

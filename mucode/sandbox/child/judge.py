@@ -46,6 +46,7 @@ _OPS = {"==": operator.eq, "!=": operator.ne, "<": operator.lt, "<=": operator.l
         ">=": operator.ge, "is": operator.is_, "is not": operator.is_not,
         "in": lambda a, b: a in b, "not in": lambda a, b: a not in b}
 MAX_REPLY = 64 << 20
+ENDED = "the program's process ended"
 
 
 class ProgramGone(BaseException):
@@ -66,35 +67,42 @@ class Link:
         try:
             protocol.send_message(self.sock, request)
             reply = self.reader.recv(self.deadline, MAX_REPLY)
-        except (OSError, ValueError, protocol.Timeout) as e:
-            raise ProgramGone(str(e)) from None
-        if type(reply) is not dict:
-            raise ProgramGone("the program's process ended")
+        except (OSError, protocol.Timeout):  # it died, or it is out of time: its server says which
+            raise ProgramGone(ENDED) from None
+        except (ValueError, RecursionError) as e:
+            raise ProgramGone(f"an answer the judge cannot read ({type(e).__name__})") from None
+        if reply is None:
+            raise ProgramGone(ENDED)
+        if type(reply) is not dict or not ("raise" in reply or "ok" in reply):
+            raise ProgramGone("it answered with something other than the sandbox's messages")
         if "raise" in reply:
             raise _exception(reply)
-        try:
-            return reply["ok"], reply
-        except KeyError:
-            raise ProgramGone("the program broke the protocol") from None
+        return reply["ok"], reply
 
     def value(self, tree: object) -> object:
         try:
             return wire.decode(tree, self)
         except (ValueError, TypeError, KeyError, IndexError, RecursionError, OverflowError) as e:
-            raise ProgramGone(f"the program sent an unreadable value ({type(e).__name__})") from None
+            raise ProgramGone(f"an answer the judge cannot read ({type(e).__name__})") from None
 
     def first(self) -> dict:
-        """The program's first message: whether its top level loaded."""
+        """The program's first message: whether its top level loaded ({} if its process ended)."""
         try:
             message = self.reader.recv(self.deadline, 1 << 20)
-        except (OSError, ValueError, protocol.Timeout):
-            message = None
-        return message if type(message) is dict else {}
+        except (OSError, protocol.Timeout):
+            return {}
+        except (ValueError, RecursionError):
+            message = "unreadable"
+        if message is None:
+            return {}
+        if type(message) is not dict or not ("loaded" in message or "load_error" in message):
+            raise ProgramGone("its first message is not the sandbox's")
+        return message
 
     def names(self, names: list[str]) -> dict:
         tree, _ = self._ask({"op": "names", "names": names})
         if type(tree) is not dict:
-            raise ProgramGone("the program broke the protocol")
+            raise ProgramGone("it answered with something other than the sandbox's messages")
         return {k: self.value(v) for k, v in tree.items() if k in names}
 
     def call(self, handle: int, args: tuple, kwargs: dict) -> object:
@@ -117,7 +125,7 @@ class Link:
     def iterate(self, handle: int):
         it = self.value(self._ask({"op": "iter", "h": handle})[0])
         if type(it) is not wire.Remote:
-            raise ProgramGone("the program broke the protocol")
+            raise ProgramGone("it answered with something other than the sandbox's messages")
         while True:
             try:
                 yield self.value(self._ask({"op": "next", "h": it._handle})[0])
@@ -280,7 +288,11 @@ def run_tests(job: dict, compiled: list, sock: int, facts: dict, deadline: float
     """Run each test of ``job`` against the program on ``sock``; record each in ``facts`` as it is
     decided (``loaded``, ``load_error``, ``load_memory``, ``results``, ``done``)."""
     link, hooks = Link(sock, deadline), Hooks(limit)
-    first = link.first()
+    try:
+        first = link.first()
+    except ProgramGone as e:
+        facts["broken"] = e.args[0]
+        return
     if "load_error" in first:
         facts["load_error"], facts["load_memory"] = str(first["load_error"]), bool(first.get("memory"))
         return
@@ -293,7 +305,9 @@ def run_tests(job: dict, compiled: list, sock: int, facts: dict, deadline: float
         try:
             _bind(ns, names, entry, link)
             result = _run_one(src, code, sites, ns, hooks, i < job["n_public"], limit)
-        except ProgramGone:
+        except ProgramGone as e:
+            if e.args and e.args[0] != ENDED:
+                facts["broken"] = e.args[0]
             return
         facts["results"].append(result)
     facts["done"] = True

@@ -2,12 +2,13 @@
 
 The program's process encodes what its functions return (and the arguments the judge sends back
 decode there); the judge decodes into objects of its own. Decoding builds nothing but builtins,
-``Fraction``, ``Decimal``, ``deque``, ``datetime`` values and the three record classes below, whose
+``Fraction``, ``Decimal``, ``deque``, ``datetime`` values and the four classes below, whose
 methods are ours: no class, method or code of the program ever exists in the judge, so what a
 test compares is data, compared by Python's own ``==`` on it. A value's encoding is JSON::
 
     None, bool, int (up to 4,000 digits), float, str    as themselves
-    ["i", hex]  bigger int        ["l", ...] list          ["t", ...] tuple (namedtuples too)
+    ["i", hex]  bigger int        ["l", ...] list          ["t", ...] tuple
+    ["n", type_name, [field, ...], ...]               a namedtuple: a tuple whose items have names
     ["d", k, v, ...] dict (Counter, OrderedDict, defaultdict too)      ["s", ...] set
     ["f", ...] frozenset          ["q", ...] deque         ["b", hex] bytes     ["B", hex] bytearray
     ["c", re, im] complex         ["r", a, b, c] range      ["F", n, d] Fraction ["D", text] Decimal
@@ -15,10 +16,11 @@ test compares is data, compared by Python's own ``==`` on it. A value's encoding
     ["e", handle, class_handle, class_name, member_name]              an Enum member (not int/str)
     ["a", handle, class_handle, class_name, [name, value], ...]       a dataclass instance
     ["h", handle, type_name, repr_text]                               anything else
-    ["n", name]                               a builtin function or type a test passes as an argument
+    ["x", name]                               a builtin function or type a test passes as an argument
 
 A handle names an object kept alive in the program's process; the judge sees it as ``Remote``
-(what a call, an attribute, an iteration gives back), ``Member`` or ``Record``, and sends the
+(what a call, an attribute, an iteration gives back), ``Member`` or ``Record`` (``Row`` is a
+namedtuple: a tuple whose items also read by name), and sends the
 handle when it passes the object back. Members equal members of the same class and name; records
 equal records of the same class and equal compared fields (what dataclass ``__eq__`` does), so an
 honest enum or dataclass passes without the program's ``__eq__`` being called.
@@ -101,7 +103,11 @@ def encode(value: object, handles: Handles | None, limit: int = 200, depth: int 
             out += [encode(k, handles, limit, d), encode(v, handles, limit, d)]
         return out
     if isinstance(value, tuple):
-        return ["t", *(encode(v, handles, limit, d) for v in tuple.__iter__(value))]
+        items = [encode(v, handles, limit, d) for v in tuple.__iter__(value)]
+        names = getattr(t, "_fields", None)  # a namedtuple: a tuple whose items have names too
+        if type(names) is tuple and len(names) == len(items) and all(type(n) is str for n in names):
+            return ["n", _name(t), list(names), *items]
+        return ["t", *items]
     if isinstance(value, list):
         return ["l", *(encode(v, handles, limit, d) for v in list.__iter__(value))]
     if isinstance(value, (set, frozenset)):
@@ -127,7 +133,7 @@ def encode(value: object, handles: Handles | None, limit: int = 200, depth: int 
             return ["T", kind, value.isoformat()]
     if handles is None:
         if getattr(builtins, getattr(value, "__name__", ""), None) is value:
-            return ["n", value.__name__]  # a builtin function or type passed by a test: by name
+            return ["x", value.__name__]  # a builtin function or type passed by a test: by name
         raise EncodeError(f"cannot pass a {t.__name__} to the program")
     dataclasses = _loaded("dataclasses")
     if dataclasses and dataclasses.is_dataclass(value) and not isinstance(value, type):
@@ -167,7 +173,9 @@ def decode_arg(tree: object, handles: Handles) -> object:
     tag, rest = tree[0], tree[1:]
     if tag in ("h", "e", "a"):
         return handles.find(rest[0])
-    if tag == "n":
+    if tag == "n":  # a namedtuple sent back: a plain tuple is what the program gets
+        return tuple(decode_arg(x, handles) for x in rest[2:])
+    if tag == "x":
         return getattr(builtins, str(rest[0]))
     return _build(tag, rest, lambda x: decode_arg(x, handles))
 
@@ -235,6 +243,26 @@ for _dunder in ("__lt__", "__le__", "__gt__", "__ge__", "__len__", "__index__", 
     setattr(Remote, _dunder, _not_data)
 
 
+class Row(tuple):
+    """The judge's copy of a namedtuple: a tuple (equal to any tuple of equal items, as a
+    namedtuple is) whose items also read by name."""
+
+    def __new__(cls, items: tuple, type_name: str, names: tuple):
+        row = super().__new__(cls, items)
+        row.__dict__["_row"] = (type_name, names)
+        return row
+
+    def __getattr__(self, name: str):
+        _, names = self.__dict__["_row"]
+        if name in names:
+            return self[names.index(name)]
+        raise AttributeError(name)
+
+    def __repr__(self) -> str:
+        type_name, names = self.__dict__["_row"]
+        return f"{type_name}({', '.join(f'{n}={v!r}' for n, v in zip(names, self))})"
+
+
 class _Copy:
     """The judge's copy of a program object that equals by value: the same kind, class and
     ``_value`` (subclasses say what that is)."""
@@ -295,6 +323,8 @@ def decode(tree: object, link: object) -> object:
     if tag == "a":
         fields = tuple((str(k), decode(v, link)) for k, v in rest[3:])
         return Record(int(rest[0]), int(rest[1]), str(rest[2]), fields)
+    if tag == "n":
+        return Row(tuple(decode(x, link) for x in rest[2:]), str(rest[0]), tuple(map(str, rest[1])))
     return _build(tag, rest, lambda x: decode(x, link))
 
 
