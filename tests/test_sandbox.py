@@ -12,6 +12,7 @@ import os
 import signal
 import socket
 import textwrap
+import time
 import uuid
 
 import pytest
@@ -582,6 +583,21 @@ def test_a_dead_worker_is_restarted():
         for pid in our_children() - before:
             os.kill(pid, signal.SIGKILL)
         assert go(sb, OK).passed
+
+
+def test_a_worker_that_dies_during_a_job_fails_only_that_job():
+    before = our_children()
+    with Sandbox(SandboxConfig(workers=1, timeout_s=10)) as sb:
+        servers = our_children() - before
+        slow = sb.submit(Job("import time\ndef f():\n    time.sleep(3)\n    return 1\n", ["assert f() == 1"]))
+        after = sb.submit(Job(OK, ["assert f() == 1"]))
+        time.sleep(0.5)
+        for pid in servers:  # the OOM killer, a bug, an admin: not the job's doing
+            os.kill(pid, signal.SIGKILL)
+        r = slow.result()
+        assert r.status == Status.FAILED and r.tests_passed == [False]
+        assert r.feedback.startswith("Failed: the sandbox worker stopped during this job (the ")
+        assert after.result().passed and go(sb, OK).passed
 
 
 def test_another_interpreter_runs_the_programs():

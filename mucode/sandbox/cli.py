@@ -3,7 +3,7 @@
 Run it::
 
     mucode-exec samples.jsonl -o results.jsonl --timeout 3 --workers 2   # or python -m mucode.sandbox
-    # in:  {"id", "program", "tests", optional "timeout_s", "n_public"} per line
+    # in:  {"id", "program", "tests", optional "timeout_s", "n_public", "entry_point"} per line
     # out: {"id", "status", "passed", "tests_passed", "tests_total", "feedback", "duration_s"}
 
 A malformed row is reported on stderr with its line number and skipped (exit status 1); the
@@ -37,7 +37,7 @@ def _parse_row(line: str) -> tuple[object, Job]:
             raise ValueError(f"missing field '{name}'")
     if not isinstance(row["id"], (str, int)) or isinstance(row["id"], bool):
         raise ValueError("field 'id' must be a string or an integer")
-    job = Job(row["program"], row["tests"], row.get("n_public"), row.get("timeout_s"))
+    job = Job(row["program"], row["tests"], row.get("n_public"), row.get("timeout_s"), row.get("entry_point"))
     check_job(job)
     return row["id"], job
 

@@ -1,38 +1,36 @@
-"""The pool: one fork server per worker, started under bubblewrap or not; jobs go to free workers.
+"""The pool: per worker a program server and a judge server, each in a namespace of its own.
 
-Parent side (runs in the training process, thread-safe). ``Sandbox`` starts one fork server per
-worker (``child/forkserver.py``, stdlib only; one worker per usable core) and hands out jobs as
-workers free up, so a slow job never holds a queue. Each job is a fresh ``fork`` of the server,
-which has the checker and common modules imported. The child runs ``child/checker.py``: tests
-compiled in the server (cached by source) with every ``assert`` rewritten into hooks, then the
-program's top level, then each test, each result streamed to the server at once. The server
-answers with facts; ``verdict.py`` turns them into an ``ExecResult``. About 2–2.5 ms of CPU per
-trivial job on this project's 2-core VM.
+Parent side (runs in the training process, thread-safe). ``Sandbox`` starts one worker per usable
+core and hands out jobs as workers free up, so a slow job never holds a queue. Per job the pool
+makes a socket pair and passes one end to each server (``protocol``, SCM_RIGHTS) with its half of
+the job: the program to the program server, the tests to the judge server. The program server
+starts the program's process (``child/program.py``) and reports how it ended; the judge server runs
+the tests against it over the socket (``child/judge.py``) and reports each test. ``verdict.py``
+turns both reports into an ``ExecResult``. A self-test job proves each new worker end to end.
 
 How a server is started and finds its modules: see ``mucode.sandbox``; ``_SERVER_FILES`` lists
-the files bubblewrap mounts.
+the files bubblewrap mounts. Measured costs are in benchmarks/README.md.
 
-Isolation layers and their cost:
+Isolation layers (``child/forkserver.py`` has the per-job details):
 
-- process (always; in the per-job cost): new session, its own process group; rlimits on address
-  space (``memory_mb``), CPU seconds (timeout + 1), file size (``max_output_bytes``, which also caps
-  stdout/stderr, kept in a memfd), no core dumps; stdin /dev/null; a fixed small environment (no
-  tokens or keys); a private work dir, removed after each job; no-new-privs. The wall clock is
-  enforced by the server, which then kills the process group and every straggler.
-- unprivileged uid (when the server runs as root, as in CI and containers; free): each child drops
-  to a random uid unique to its server, so ``RLIMIT_NPROC`` (``max_processes``) holds, a job cannot
-  signal the server or other jobs, and cleanup kills every process of that uid at once.
-- bubblewrap (``isolation=bwrap``; ``auto`` uses it when it starts): one namespace per worker, made
-  once (~50 ms): new PID, network (loopback only), IPC and UTS namespaces; a root holding only
-  /usr, /etc and the interpreter's prefix read-only and a private /tmp tmpfs of ``disk_mb``; home
-  directories, the checkout, site-packages and the host's /tmp are not there. After each job one
-  ``kill(-1)`` in that namespace removes whatever is left. No per-job cost.
-- without bubblewrap (``plain``, or ``auto`` when bwrap cannot start, with a warning): the server
-  moves itself into an empty network namespace where the kernel allows it (root, or unprivileged
-  user namespaces), else a warning says programs can reach the network; files are protected only
-  by the uid drop (as root), so a program may write world-writable directories (/tmp, /dev/shm),
-  and as a non-root user anything that user can. With an interpreter in a private home (pyenv
-  under /root) the dropped uid can import only what the server preloaded (a larger set then).
+- every mode: per job, the program's process is PID 1 of new PID, IPC and mount namespaces (when
+  the server is root, or can make a user namespace of its own), with empty tmpfs mounts of its own
+  on /tmp, /dev/shm and /var/tmp, a new session, rlimits on address space (``memory_mb``), CPU
+  seconds (timeout + 1), file size (``max_output_bytes``, which also caps stdout/stderr, kept in a
+  memfd), processes (``max_processes``) and no core dumps; stdin /dev/null; a fixed small
+  environment (no tokens or keys); no-new-privs; no capabilities. The wall clock is enforced by the
+  server, which kills the process (and so its namespace) at the deadline or as soon as the judge
+  hangs up. Both servers are not dumpable.
+- root (CI, containers): the program runs as a random unprivileged uid of its server, the judge
+  server as another; neither can signal, trace or read the other or the servers.
+- bubblewrap (``isolation=bwrap``, and ``auto``, which refuses to run without it): each server in
+  its own namespaces, made once per worker (~50 ms): PID, network (loopback only), IPC and UTS; a
+  read-only root holding only /usr, /etc and the interpreter's prefix read-only and /tmp; home
+  directories, the checkout, site-packages and the host's /tmp are not there.
+- ``plain`` (the one setting that accepts less): no bubblewrap. The servers move into an empty
+  network namespace and the program server into a user namespace of its own where the kernel
+  allows it; what is lost is ``PLAIN_LOSES`` (always) and ``_PLAIN_EXTRA`` (where the kernel does
+  not allow it), which the pool logs when it starts.
 """
 
 from __future__ import annotations

@@ -21,7 +21,10 @@ def test_command_line_runs_rows_and_reports_malformed_lines(tmp_path, capsys, mo
             {"id": "b", "program": OK},
             {"id": "c", "program": OK, "tests": "assert f() == 1"},
             {"id": 4, "program": "def f():\n    return 2\n", "tests": ["assert f() == 1"],
-             "timeout_s": 2, "n_public": 1}]
+             "timeout_s": 2, "n_public": 1},
+            {"id": "e", "program": "def sum(a, b):\n    return a - b\n", "tests": ["assert sum(3, 1) == 2"],
+             "entry_point": "sum"},  # a builtin's name, the program's for the tests as entry point
+            {"id": "f", "program": OK, "tests": [], "entry_point": "no name"}]
     source = tmp_path / "in.jsonl"
     source.write_text("\n".join(r if isinstance(r, str) else json.dumps(r) for r in rows) + "\n")
     out = tmp_path / "out.jsonl"
@@ -30,10 +33,11 @@ def test_command_line_runs_rows_and_reports_malformed_lines(tmp_path, capsys, mo
     assert [e for e in err if e.startswith("mucode-exec: line")] == [
         "mucode-exec: line 2: not valid JSON (Expecting value)",
         "mucode-exec: line 3: missing field 'tests'",
-        "mucode-exec: line 4: field 'tests' must be a list of strings"]
+        "mucode-exec: line 4: field 'tests' must be a list of strings",
+        "mucode-exec: line 7: field 'entry_point' must be a Python name, got 'no name'"]
     results = [json.loads(line) for line in out.read_text().splitlines()]
     assert [(r["id"], r["status"], r["passed"], r["tests_total"]) for r in results] == [
-        ("a", "passed", True, 1), (4, "failed", False, 1)]
+        ("a", "passed", True, 1), (4, "failed", False, 1), ("e", "passed", True, 1)]
     assert set(results[0]) == {"id", "status", "passed", "tests_passed", "tests_total",
                                "feedback", "duration_s"}
     monkeypatch.setattr("sys.stdin", io.StringIO(json.dumps(rows[0]) + "\n"))

@@ -9,7 +9,8 @@ test compares is data, compared by Python's own ``==`` on it. A value's encoding
     None, bool, int (up to 4,000 digits), float, str    as themselves
     ["i", hex]  bigger int        ["l", ...] list          ["t", ...] tuple
     ["n", type_name, [field, ...], ...]               a namedtuple: a tuple whose items have names
-    ["d", k, v, ...] dict (Counter, OrderedDict, defaultdict too)      ["s", ...] set
+    ["d", k, v, ...] dict (Counter, OrderedDict, defaultdict, ChainMap, UserDict too)
+    ["s", ...] set (and keys or items views)
     ["f", ...] frozenset          ["q", ...] deque         ["b", hex] bytes     ["B", hex] bytearray
     ["c", re, im] complex         ["r", a, b, c] range      ["F", n, d] Fraction ["D", text] Decimal
     ["T", kind, text] date, time, datetime (ISO) or timedelta (microseconds)
@@ -39,6 +40,8 @@ import sys
 _BIG = 10 ** 4000
 _MAX_DEPTH = 200
 _TIMES = ("datetime", "date", "time")  # datetime first: it is a subclass of date
+_AS_DICT = (collections.ChainMap, collections.UserDict, type(type.__dict__))  # mappingproxy too
+_KEY_VIEWS = (type({}.keys()), type({}.items()))
 
 
 class EncodeError(Exception):
@@ -110,6 +113,14 @@ def encode(value: object, handles: Handles | None, limit: int = 200, depth: int 
         return ["t", *items]
     if isinstance(value, list):
         return ["l", *(encode(v, handles, limit, d) for v in list.__iter__(value))]
+    if isinstance(value, _AS_DICT):  # the stdlib's other mappings equal a dict of their items
+        return encode(dict(value), handles, limit, d)
+    if isinstance(value, collections.UserList):
+        return encode(list(value.data), handles, limit, d)
+    if isinstance(value, collections.UserString):
+        return encode(str(value.data), handles, limit, d)
+    if isinstance(value, _KEY_VIEWS):  # set-like: a keys or items view equals a set of the same
+        return ["s", *(encode(v, handles, limit, d) for v in value)]
     if isinstance(value, (set, frozenset)):
         return ["f" if isinstance(value, frozenset) else "s",
                 *(encode(v, handles, limit, d) for v in set.__iter__(set(value)))]
