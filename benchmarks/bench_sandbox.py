@@ -225,9 +225,14 @@ def main() -> None:
         "median CPU s": {k: round(statistics.median(v), 3) for k, v in m["cpu"].items()},
         "disagreements": m["disagreements"],
     }
+    emit(report, args.json)
+
+
+def emit(report: dict, path: str | None) -> None:
+    """Print the report; write it to ``path`` too when given."""
     print(json.dumps(report, indent=2))
-    if args.json:
-        with open(args.json, "w") as f:
+    if path:
+        with open(path, "w") as f:
             json.dump(report, f, indent=2)
 
 

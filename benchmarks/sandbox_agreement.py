@@ -25,7 +25,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from bench_sandbox import mutate  # noqa: E402
+from bench_sandbox import emit, mutate  # noqa: E402
 
 from mucode.sandbox import Job, Sandbox, SandboxConfig  # noqa: E402
 from mucode.tasks import mbpp  # noqa: E402
@@ -94,10 +94,7 @@ def main() -> None:
                                                 sum(r.passed for r in results)],
               "tests that differ": len(differ), "differences": differ,
               "seconds (fresh / mucode)": [round(fresh_s, 1), round(mucode_s, 1)]}
-    print(json.dumps(report, indent=1))
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(report, f, indent=1)
+    emit(report, args.json)
 
 
 if __name__ == "__main__":
