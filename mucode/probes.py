@@ -7,9 +7,10 @@ compute is read on probe calls made from the problem's PUBLIC tests only; privat
   - up to `extra` variants of those calls, one literal argument changed at a time (an int +1 / -1, a float
     +1, a bool negated, a str, list or tuple reversed or without its last item), taken round robin over the
     public calls.
-Candidates that pass the public tests agree on the public calls by definition (the sandbox compares
-strictly), so only the variants can split them: AlphaCode and CodeT cluster on generated inputs; here the
-inputs are derived from the public ones and carry no expected output.
+Candidates that pass the public tests agree on the public calls up to Python's == (what the sandbox
+compares with: 1 and True both pass `== 1` but read differently), so mostly the variants split them:
+AlphaCode and CodeT cluster on generated inputs; here the inputs are derived from the public ones and
+carry no expected output.
 
 Each probe runs as a public test `assert CALL == SENTINEL` (a HumanEval test's helper prelude is kept), so
 the sandbox reports the call's value ("f(4) returned 5") or its exception in ExecResult.test_feedback. A
@@ -17,7 +18,7 @@ candidate's signature is that text per probe, without the program's line numbers
 written on other lines is the same output).
 
     tests = probe_tests(problem, extra=8)
-    result = sandbox.run_batch([Job(code, tests)])[0]     # every probe public, no private test
+    result = sandbox.run_batch([Job(code, tests, entry_point=problem.entry_point)])[0]  # all public
     signature = outputs(result)
 
 Limits: values are compared through their repr clipped at sandbox.max_feedback_chars; a probe left

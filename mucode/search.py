@@ -239,7 +239,8 @@ def _sample(groups: dict[tuple, list[SearchState]], backend: Backend, sandbox: S
                                                           for k in clustered}.values()}
     to_probe = {(p.id, c): (p, c) for k, p, c in zip(owners, problems, codes)
                 if k in clustered and tests[p.id] and (p.id, c) not in signatures}
-    probe_jobs = [Job(c, tests[p.id]) for p, c in to_probe.values()]  # every probe public, no private test
+    probe_jobs = [Job(c, tests[p.id], entry_point=p.entry_point)  # every probe public, no private test
+                  for p, c in to_probe.values()]
     results = sandbox.run_batch([Job.for_problem(p, c) for p, c in todo.values()] + probe_jobs)
     for key, r in zip(todo, results):
         public = r.public_passed

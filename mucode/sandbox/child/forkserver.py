@@ -38,11 +38,9 @@ import gc
 import importlib
 import json
 import os
-import platform
 import random
 import resource
 import select
-import shutil
 import signal
 import sys
 import time
@@ -61,7 +59,7 @@ _PR_SET_PDEATHSIG, _PR_SET_DUMPABLE, _PR_SET_CHILD_SUBREAPER, _PR_SET_NO_NEW_PRI
 _CLONE_NEWNS, _CLONE_NEWIPC, _CLONE_NEWUSER = 0x00020000, 0x08000000, 0x10000000
 _CLONE_NEWPID, _CLONE_NEWNET = 0x20000000, 0x40000000
 _MS_NOSUID, _MS_NODEV, _MS_REC, _MS_PRIVATE = 2, 4, 0x4000, 0x40000
-_SYS_CLONE = {"x86_64": 56, "aarch64": 220}.get(platform.machine())
+_SYS_CLONE = {"x86_64": 56, "aarch64": 220}.get(os.uname().machine)
 _SETUP_FAILED = 70  # the exit status of a program process whose harness failed
 _XFSZ_EXIT = 128 + signal.SIGXFSZ  # how a program process at its output limit exits
 _JUDGE_GRACE_S = 2.0  # the judge's own time after the program's deadline (its reading and comparing)
@@ -122,7 +120,11 @@ def prepare(cfg: dict, role: str) -> dict:
     _prctl(_PR_SET_DUMPABLE, 0)
     stdlib = os.path.dirname(os.__file__)
     everything = root and not _readable_by_anyone(stdlib)
-    for name in _PRELOAD + (_MORE if everything else []) + (_TESTS if everything and role == "judge" else []):
+    # the judge never forks, so it imports what tests need when they need it (a dropped uid that
+    # cannot read the interpreter's stdlib needs them now)
+    preload = (_PRELOAD + _MORE + _TESTS if everything else []) if role == "judge" else \
+        _PRELOAD + (_MORE if everything else [])
+    for name in preload:
         __import__(name)
     os.environ.clear()
     home = "/tmp" if flags else os.path.join(cfg["workdir"], f"job-{os.getpid()}")
@@ -364,7 +366,8 @@ class JudgeServer:
 
     def __init__(self, cfg: dict, uid: int | None):
         self.cfg, self.judge = cfg, _side("judge")
-        self.compiled: dict = {}  # test source -> judge.compile_test(source); tests recur
+        self.hooks = self.judge.Hooks(cfg["max_feedback_chars"])  # one for every job: reset per test
+        self.compiled: dict = {}  # test source -> judge.compile_test(source, hooks); tests recur
         self.builtins = dict(vars(builtins))
         signal.signal(signal.SIGALRM, self._expire)
         if uid is not None:  # root: the judge needs no privilege at all, so it keeps none
@@ -377,7 +380,7 @@ class JudgeServer:
             self.compiled.clear()
         for src in tests:
             if src not in self.compiled:
-                self.compiled[src] = self.judge.compile_test(src)
+                self.compiled[src] = self.judge.compile_test(src, self.hooks)
         return [self.compiled[src] for src in tests]
 
     def run(self, job: dict, fds: list) -> dict:
@@ -390,8 +393,8 @@ class JudgeServer:
         try:
             compiled = self._compile(job["tests"])
             signal.setitimer(signal.ITIMER_REAL, job["timeout_s"] + _JUDGE_GRACE_S)
-            self.judge.run_tests(job, compiled, sock, facts, start + job["timeout_s"] + _JUDGE_GRACE_S / 2,
-                            self.cfg["max_feedback_chars"])
+            self.judge.run_tests(job, compiled, self.hooks, sock, facts,
+                                 start + job["timeout_s"] + _JUDGE_GRACE_S / 2)
         except self.judge.Expired:
             facts["judge_timed_out"] = True
         except BaseException as e:  # noqa: BLE001 - a broken judge fails the job, not the server
@@ -421,6 +424,8 @@ def _clear(workdir: str) -> None:
     except FileNotFoundError:
         return
     except OSError:
+        import shutil  # only here: a larger server forks slower
+
         shutil.rmtree(workdir, ignore_errors=True)
     if os.path.lexists(workdir):
         os.rename(workdir, f"{workdir}.{time.monotonic_ns()}")

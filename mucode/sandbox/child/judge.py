@@ -264,9 +264,9 @@ def segment(source: str, pos: tuple) -> str:
 
 
 # ---------------------------------------------------------------- in the server, before any job
-def compile_test(source: str) -> tuple:
-    """(rewritten code with hook placeholders, or the text of its syntax error; its sites; the
-    names it reads)."""
+def compile_test(source: str, hooks: Hooks) -> tuple:
+    """(rewritten code bound to ``hooks``, or the text of its syntax error; its sites; the names
+    it reads). The judge server keeps one ``Hooks`` for every job, so compiled tests are bound once."""
     rewriter = rewrite.Rewriter(source)
     try:
         tree = rewriter.rewrite()
@@ -280,14 +280,15 @@ def compile_test(source: str) -> tuple:
         c = stack.pop()
         names.update(c.co_names)
         stack.extend(x for x in c.co_consts if hasattr(x, "co_names"))
-    return code, rewriter.sites, tuple(sorted(names))
+    return rewrite.bind_hooks(code, hooks), rewriter.sites, tuple(sorted(names))
 
 
 # ---------------------------------------------------------------- per job, in the judge server
-def run_tests(job: dict, compiled: list, sock: int, facts: dict, deadline: float, limit: int) -> None:
-    """Run each test of ``job`` against the program on ``sock``; record each in ``facts`` as it is
-    decided (``loaded``, ``load_error``, ``load_memory``, ``results``, ``done``)."""
-    link, hooks = Link(sock, deadline), Hooks(limit)
+def run_tests(job: dict, compiled: list, hooks: Hooks, sock: int, facts: dict, deadline: float) -> None:
+    """Run each test of ``job`` (compiled with ``hooks``) against the program on ``sock``; record
+    each in ``facts`` as it is decided (``loaded``, ``load_error``, ``load_memory``, ``results``,
+    ``done``)."""
+    link, limit = Link(sock, deadline), hooks.limit
     try:
         first = link.first()
     except ProgramGone as e:
@@ -333,7 +334,7 @@ def _run_one(src: str, code, sites: list, ns: dict, hooks: Hooks, public: bool, 
     hooks.reset(sites, src)
     error = None
     try:
-        exec(rewrite.bind_hooks(code, hooks), ns)
+        exec(code, ns)
     except (ProgramGone, Expired):
         raise
     except BaseException as e:  # noqa: BLE001 - a failing test is data
