@@ -135,8 +135,10 @@ SKIPPED = {
     "sbatch --array=5 --export=ALL,MUCODE_SHARDS=8 ...": "needs a Slurm cluster",
     "python -m mucode.slurm [options] [--] MAIN_JOB_OVERRIDES... (slurm/iterate.sh runs this)": SYNOPSIS,
     'slurm/iterate.sh [--shards N] [--nodes K] [--stages LIST] [--after JOB] [--sbatch "OPTS"]': SYNOPSIS,
-    "python -S -s -B /run/mucode/child/forkserver.py '{\"memory_mb\": 4096, \"workdir\": \"/tmp\", ...}'":
-        "the sandbox's own child process: mucode.sandbox starts it, a user never does",
+    "python -S -s -B /run/mucode/child/forkserver.py program '{\"memory_mb\": 4096, ...}'":
+        "the sandbox's own server: mucode.sandbox starts it, a user never does",
+    "python -S -s -B /run/mucode/child/forkserver.py judge '{\"memory_mb\": 4096, ...}'":
+        "the sandbox's own server: mucode.sandbox starts it, a user never does",
     "sudo bash slurm/local-cluster.sh install": CLUSTER,
     "sudo SLURM_LOCAL_NODES=2 bash slurm/local-cluster.sh up": CLUSTER,
     "sudo bash slurm/local-cluster.sh up": CLUSTER,
