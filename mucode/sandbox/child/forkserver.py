@@ -1,4 +1,4 @@
-"""The fork servers: the program's and the judge's, one fresh child per job. Run inside their namespaces.
+"""The sandbox's two servers: the program's (one fresh process per job) and the judge's. Run in their namespaces.
 
 Stdlib only; bind-mounted (bubblewrap) or read in place (plain) by the launcher, never imported by
 the parent training process. ``mucode.sandbox.pool`` starts this file twice per worker, each in a
@@ -22,9 +22,10 @@ or no capabilities. The server watches it until it exits, the deadline passes or
 up its end of the job's socket, kills it and what it left, and answers: exit code or signal,
 timed out, output limit hit.
 
-The judge server compiles tests (cached by source) and forks a judge per job (``judge``) with the
-same limits and, as root, a uid of its own; the judge reports each test as it is decided, and the
-server answers: loaded, load error, the tests' results in order, done.
+The judge server compiles tests (cached by source) and runs each job's tests itself (``judge``):
+no code of the program ever runs in it, only its answers as data, so it needs no fresh process
+per job. As root it drops to a uid of its own once it has started; a timer bounds its own time
+per job. It answers: loaded, load error, the tests' results in order, done.
 
 Both servers are not dumpable (``PR_SET_DUMPABLE`` 0): no process of the same uid can trace them,
 read their memory or open their descriptors through /proc, and neither can their children.
