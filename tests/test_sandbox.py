@@ -109,6 +109,14 @@ def test_comparisons_mean_what_they_mean_in_python(sandbox):
     assert r.feedback == "Failed: assert g() == (1,)\ng() returned [1]"
 
 
+def test_a_value_that_cannot_be_sent_fails_the_test_that_reads_it(sandbox):
+    r = go(sandbox, "x = []\nx.append(x)\ndef f():\n    return x\n",
+           ["assert x == 1", "assert f() == 1", "assert True"])
+    assert r.tests_passed == [False, False, True]
+    assert r.test_feedback[1] == "Failed: assert f() == 1\nf() raised EncodeError: a value nested more " \
+                                 "than 200 deep (or cyclic)"
+
+
 def test_namedtuples_and_float_tolerance_tests_pass(sandbox):
     program = ("import collections\nP = collections.namedtuple('P', 'x y')\n"
                "def f():\n    return P(1, 2)\ndef g():\n    return 0.1 + 0.2\n")

@@ -304,8 +304,8 @@ def run_tests(job: dict, compiled: list, hooks: Hooks, sock: int, facts: dict, d
     entry = job.get("entry_point") or ""
     for i, (src, (code, sites, names)) in enumerate(zip(job["tests"], compiled)):
         try:
-            _bind(ns, names, entry, link)
-            result = _run_one(src, code, sites, ns, hooks, i < job["n_public"], limit)
+            result = _run_one(src, code, sites, ns, hooks, i < job["n_public"], limit,
+                              lambda: _bind(ns, names, entry, link))
         except ProgramGone as e:
             if e.args and e.args[0] != ENDED:
                 facts["broken"] = e.args[0]
@@ -328,12 +328,16 @@ def _bind(ns: dict, names: tuple, entry: str, link: Link) -> None:
         ns[name] = value
 
 
-def _run_one(src: str, code, sites: list, ns: dict, hooks: Hooks, public: bool, limit: int) -> list:
+def _run_one(src: str, code, sites: list, ns: dict, hooks: Hooks, public: bool, limit: int,
+             bind) -> list:
+    """One test: [passed, memory error, feedback]. ``bind`` fetches the names it reads (a name whose
+    value the program cannot send fails the test, as an exception in it would)."""
     if type(code) is str:
         return [False, False, values.clip(f"Failed: {src.strip()}\n{code}", limit) if public else ""]
     hooks.reset(sites, src)
     error = None
     try:
+        bind()
         exec(code, ns)
     except (ProgramGone, Expired):
         raise
