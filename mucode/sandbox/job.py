@@ -58,9 +58,9 @@ class SandboxConfig:
     isolation where bubblewrap cannot run (``PLAIN_LOSES`` in ``pool.py`` says what is lost)."""
     pin_cpus: bool = True
     """Pin each worker's two servers (and so its jobs) to one core of their own: the judge's
-    requests and the program's answers then switch on one core (a round trip 15 instead of 37 us
-    measured; the HumanEval benchmark 3.0 instead of 3.5-4.2 s). False on a machine whose cores
-    other work pins itself to."""
+    requests and the program's answers then switch on one core (a bare round trip 15 instead of
+    37 us; the HumanEval benchmark cold 3.68 against 3.98 s, medians of 5 alternating runs,
+    benchmarks/README.md). False on a machine whose cores other work pins itself to."""
     python: str = ""
     """Interpreter that runs the programs (Python >= 3.10); empty = the current one."""
 
