@@ -96,6 +96,8 @@ class Completion:
     """New tokens generated, up to and including the end-of-turn token."""
     finished: bool
     """Stopped at the end-of-turn token (False: cut at max_new_tokens)."""
+    token_ids: list[int] = field(default_factory=list)
+    """The new tokens themselves (what online RL scores under the policy and its reference)."""
 
 
 @dataclass
@@ -175,7 +177,7 @@ class TransformersBackend:
         finished = eos in row
         row = row[: row.index(eos) + 1] if finished else row
         text = self.tokenizer.decode(row, skip_special_tokens=True)
-        return Completion(text=text, n_tokens=len(row), finished=finished)
+        return Completion(text=text, n_tokens=len(row), finished=finished, token_ids=list(row))
 
 
 def bf16_is_fast() -> bool:

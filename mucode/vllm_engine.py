@@ -86,7 +86,8 @@ class VLLMBackend:
         start = time.perf_counter()
         results = self.llm.generate(token_prompts, [SamplingParams(**p) for p in params], use_tqdm=False)
         out = [Completion(text=r.outputs[0].text, n_tokens=len(r.outputs[0].token_ids),
-                          finished=r.outputs[0].finish_reason == "stop") for r in results]
+                          finished=r.outputs[0].finish_reason == "stop",
+                          token_ids=list(r.outputs[0].token_ids)) for r in results]
         self.stats.completions += len(out)
         self.stats.tokens += sum(c.n_tokens for c in out)
         self.stats.seconds += time.perf_counter() - start

@@ -33,6 +33,9 @@ def test_seeded_sampling_is_reproducible_and_counts_tokens(backend):
     assert a == b
     assert all(1 <= c.n_tokens <= 10 and (c.finished or c.n_tokens == 10) for c in a)
     assert backend.stats.tokens >= sum(c.n_tokens for c in a) and backend.stats.tokens_per_s > 0
+    eos = backend.tokenizer.eos_token_id  # the tokens themselves, as online RL scores them
+    assert all(len(c.token_ids) == c.n_tokens and (c.token_ids[-1] == eos) == c.finished for c in a)
+    assert [backend.tokenizer.decode(c.token_ids, skip_special_tokens=True) for c in a] == [c.text for c in a]
 
 
 def test_stops_at_end_of_turn(backend):

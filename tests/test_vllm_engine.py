@@ -62,6 +62,7 @@ def test_backend_generates_in_order_and_reuses_one_engine_per_model(tiny_tokeniz
     seen = []
     out = backend.generate(["x", "y"], config, on_batch=lambda idx, comps: seen.append((idx, len(comps))))
     assert [c.text for c in out] == ["answer 0", "answer 1"] and seen == [([0, 1], 2)]
+    assert [c.token_ids for c in out] == [[1], [1, 1]]
     assert backend.stats.completions == 2 and backend.stats.tokens == 3
     (llm,) = _LLM.made
     assert llm.kwargs == {"model": "models/a", "seed": 0, "gpu_memory_utilization": 0.3}
