@@ -28,7 +28,10 @@ NOBODY = 65534
 
 @pytest.mark.parametrize("isolation", ["bwrap", "plain"])
 def test_every_attack_gets_the_honest_verdict_as_this_user(isolation):
-    assert attacks.run_all({"isolation": isolation}) == {}
+    problems = attacks.run_all({"isolation": isolation})
+    if "skipped" in problems:
+        pytest.skip(problems["skipped"])
+    assert problems == {}
 
 
 def _usable_by_anyone(path: str) -> bool:
@@ -87,4 +90,7 @@ def as_nobody():
 
 @pytest.mark.parametrize("isolation", ["bwrap", "plain"])
 def test_every_attack_gets_the_honest_verdict_as_nobody(as_nobody, isolation):
-    assert as_nobody(isolation) == {}
+    problems = as_nobody(isolation)
+    if "skipped" in problems:
+        pytest.skip(problems["skipped"])
+    assert problems == {}
