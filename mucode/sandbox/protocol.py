@@ -24,6 +24,8 @@ import _socket  # the C module: fd passing without socket.py's imports (enum, se
 
 HEADER = struct.Struct(">I")
 MAX_MESSAGE = 1 << 30
+JOB_MESSAGE = 64 << 20
+"""The largest message either side of a job's socket reads (a request, or an answer's value)."""
 
 
 class Timeout(Exception):

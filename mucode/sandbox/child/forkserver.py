@@ -131,7 +131,6 @@ def prepare(cfg: dict, role: str) -> dict:
     home = "/tmp" if flags else os.path.join(cfg["workdir"], f"job-{os.getpid()}")
     cfg["workdir"] = home
     os.environ.update(PATH="/usr/local/bin:/usr/bin:/bin", HOME=home, TMPDIR=home, LANG="C.UTF-8")
-    signal.signal(signal.SIGXFSZ, signal.SIG_DFL)  # Python ignores it; a child must die of it
     sys.argv[:] = ["program"]
     sys.path[:] = [p for p in sys.path if p not in _OWN_PATHS]  # programs import no harness file
     cfg["nproc"] = cfg["max_processes"] + (0 if root or own_userns else _processes_of(os.getuid()))
@@ -266,8 +265,8 @@ class ProgramServer:
                 os.dup2(out_fd, 1)
                 os.dup2(out_fd, 2)
                 limit_child(self.cfg, job["timeout_s"], (sock,), self.uid)
-                # PID 1 of a namespace: the kernel drops signals whose action is the default, so
-                # the write over the output limit would only fail; end the process as before
+                # Python ignores SIGXFSZ, and as PID 1 of a namespace the kernel would drop it at its
+                # default action anyway: a handler ends the process at its output limit
                 signal.signal(signal.SIGXFSZ, _output_limit)
                 os.chdir(workdir)
                 for name in self.harness:
@@ -288,7 +287,7 @@ class ProgramServer:
         facts["duration_s"] = time.monotonic() - start
         if facts["exit_code"] == _SETUP_FAILED:  # the harness failed in the child (or the program
             tail = os.pread(out_fd, 300, max(os.fstat(out_fd).st_size - 300, 0))  # exited so)
-            facts["setup_error"] = tail.decode(errors="replace").strip().splitlines()[-1:]
+            facts["setup_error"] = (tail.decode(errors="replace").strip().splitlines() or [""])[-1]
         facts["output_limit"] = facts.pop("xfsz") or os.fstat(out_fd).st_size >= \
             self.cfg["max_output_bytes"]
         os.close(out_fd)
@@ -339,10 +338,10 @@ class ProgramServer:
 
     def _sweep(self, pid: int) -> None:
         """Kill whatever the job left running and reap it: nothing of a job outlives the job."""
-        deadline = time.monotonic() + 5
         if self.cfg["clone_flags"]:  # the job's PID namespace died with its init; reap strays
             _reap()
             return
+        deadline = time.monotonic() + 5
         _kill_group(pid)
         _reap()
         while _children() and time.monotonic() < deadline:

@@ -45,7 +45,6 @@ _STDLIB = frozenset(sys.stdlib_module_names)
 _OPS = {"==": operator.eq, "!=": operator.ne, "<": operator.lt, "<=": operator.le, ">": operator.gt,
         ">=": operator.ge, "is": operator.is_, "is not": operator.is_not,
         "in": lambda a, b: a in b, "not in": lambda a, b: a not in b}
-MAX_REPLY = 64 << 20
 ENDED = "the program's process ended"
 
 
@@ -66,7 +65,7 @@ class Link:
     def _ask(self, request: dict) -> object:
         try:
             protocol.send_message(self.sock, request)
-            reply = self.reader.recv(self.deadline, MAX_REPLY)
+            reply = self.reader.recv(self.deadline, protocol.JOB_MESSAGE)
         except (OSError, protocol.Timeout):  # it died, or it is out of time: its server says which
             raise ProgramGone(ENDED) from None
         except (ValueError, RecursionError) as e:

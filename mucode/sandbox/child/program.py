@@ -50,7 +50,7 @@ def serve(source: str, sock: int, limit: int) -> None:
     reader = protocol.Reader(sock)
     while True:
         try:
-            request = reader.recv(limit=64 << 20)
+            request = reader.recv(limit=protocol.JOB_MESSAGE)
         except BlockingIOError:  # the program made its own socket non-blocking
             os.set_blocking(sock, True)
             continue
